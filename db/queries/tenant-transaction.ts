@@ -1,0 +1,35 @@
+// The request transaction: one transaction per request, switched to the app role and scoped to a tenant and user.
+import { sql } from 'drizzle-orm';
+import type { Database, Transaction } from '../client.ts';
+
+export interface TenantScope {
+  /** Role the statements run as (never a superuser or BYPASSRLS role). */
+  role: string;
+  tenantId: string;
+  userId: string;
+}
+
+/**
+ * The one parameterised set-up statement. Its values are bind parameters, never SQL text, and the
+ * settings are transaction-local (`true`), so nothing outlives the transaction. It must stay a statement
+ * of its own: a statement is planned under the role current when it starts, so a query folded into
+ * it would run as the login role, without RLS.
+ */
+export function scopeStatement(scope: TenantScope) {
+  return sql`select set_config('role', ${scope.role}, true), set_config('app.current_tenant_id', ${scope.tenantId}, true), set_config('app.current_user_id', ${scope.userId}, true)`;
+}
+
+/**
+ * Runs `fn` in one transaction scoped to `scope`. If `fn` throws, the transaction rolls back and the
+ * error propagates; the next transaction on the same pooled connection starts unscoped.
+ */
+export async function withTenantTransaction<T>(
+  db: Database,
+  scope: TenantScope,
+  fn: (tx: Transaction) => Promise<T>,
+): Promise<T> {
+  return db.transaction(async (tx) => {
+    await tx.execute(scopeStatement(scope));
+    return fn(tx);
+  });
+}
