@@ -1,0 +1,267 @@
+// Demo data (`npm run db:seed`, and the embedded database on first start), plus the builders that write it.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { eq, sql } from 'drizzle-orm';
+import type { Database, Transaction } from './client.ts';
+import { skillFeedback, skills, skillVersions, tenants, userSkillViews, users } from './schema/index.ts';
+
+const DAY = 24 * 60 * 60 * 1000;
+const daysAgo = (days: number) => new Date(Date.now() - days * DAY);
+
+/**
+ * Runs `fn` as the connecting (owner) role inside one tenant. Tables force row-level security, so even
+ * the owner writes only with the tenant set; a superuser login simply bypasses it.
+ */
+export async function asOwnerInTenant<T>(db: Database, tenantId: string, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+  return db.transaction(async (tx) => {
+    await tx.execute(sql`select set_config('app.current_tenant_id', ${tenantId}, true)`);
+    return fn(tx);
+  });
+}
+
+export interface VersionSpec {
+  name: string;
+  description: string;
+  /** Days ago this version was created. */
+  createdDaysAgo: number;
+}
+
+export interface SkillSpec {
+  id?: string;
+  slug: string;
+  category: string;
+  status?: 'draft' | 'published' | 'archived';
+  /** Snapshots v1, v2, … oldest first. */
+  versions: VersionSpec[];
+  /** Published version number; defaults to the last one unless the skill is a draft. */
+  publishedVersion?: number | null;
+  /** Current name/description when they differ from the published snapshot (edited in place). */
+  name?: string;
+  description?: string;
+  /** Days ago of the last content change; defaults to the published version's creation. */
+  updatedDaysAgo?: number;
+}
+
+/** Inserts a skill with its versions; name, description and updated_at follow the published version. */
+export async function insertSkill(tx: Transaction, tenantId: string, spec: SkillSpec) {
+  const status = spec.status ?? 'published';
+  const publishedNumber = spec.publishedVersion !== undefined ? spec.publishedVersion : status === 'draft' ? null : spec.versions.length;
+  const shown = spec.versions[(publishedNumber ?? spec.versions.length) - 1];
+  if (!shown) throw new Error(`skill ${spec.slug} needs at least one version`);
+  const first = spec.versions[0] ?? shown;
+  const updatedAt = daysAgo(spec.updatedDaysAgo ?? shown.createdDaysAgo);
+  const [skill] = await tx
+    .insert(skills)
+    .values({
+      ...(spec.id ? { id: spec.id } : {}),
+      tenantId,
+      name: spec.name ?? shown.name,
+      slug: spec.slug,
+      description: spec.description ?? shown.description,
+      category: spec.category,
+      status,
+      createdAt: daysAgo(first.createdDaysAgo),
+      updatedAt,
+    })
+    .returning({ id: skills.id });
+  if (!skill) throw new Error('skill insert returned nothing');
+  const versions = await tx
+    .insert(skillVersions)
+    .values(
+      spec.versions.map((v, i) => ({
+        tenantId,
+        skillId: skill.id,
+        version: i + 1,
+        name: v.name,
+        description: v.description,
+        createdAt: daysAgo(v.createdDaysAgo),
+      })),
+    )
+    .returning({ id: skillVersions.id, version: skillVersions.version });
+  const published = versions.find((v) => v.version === publishedNumber);
+  if (published) {
+    // Keep the explicit updated_at: the trigger only stamps now() when updated_at is left unchanged.
+    await tx
+      .update(skills)
+      .set({ publishedVersionId: published.id, updatedAt: new Date(updatedAt.getTime() + 1) })
+      .where(eq(skills.id, skill.id));
+  }
+  return { id: skill.id, versionIds: versions.map((v) => v.id) };
+}
+
+/** Fixed ids, so demo tokens and links stay the same across restarts. */
+export const demoIds = {
+  acme: 'a1000000-0000-4000-8000-000000000001',
+  globex: 'b2000000-0000-4000-8000-000000000002',
+  ada: 'a1000000-0000-4000-8000-0000000000a1',
+  grace: 'a1000000-0000-4000-8000-0000000000a2',
+  linus: 'a1000000-0000-4000-8000-0000000000a3',
+  hank: 'b2000000-0000-4000-8000-0000000000b1',
+  marge: 'b2000000-0000-4000-8000-0000000000b2',
+  /** Acme's skill Ada last saw at v1; now at v3 with new feedback. */
+  tsFundamentals: 'a1000000-0000-4000-8000-00000000c001',
+} as const;
+
+export interface DemoUser {
+  tenantId: string;
+  tenantName: string;
+  userId: string;
+  name: string;
+  email: string;
+}
+
+export const demoUsers: DemoUser[] = [
+  { tenantId: demoIds.acme, tenantName: 'Acme Corp', userId: demoIds.ada, name: 'Ada Lovelace', email: 'ada@acme.test' },
+  { tenantId: demoIds.acme, tenantName: 'Acme Corp', userId: demoIds.grace, name: 'Grace Hopper', email: 'grace@acme.test' },
+  { tenantId: demoIds.acme, tenantName: 'Acme Corp', userId: demoIds.linus, name: 'Linus Torvalds', email: 'linus@acme.test' },
+  { tenantId: demoIds.globex, tenantName: 'Globex', userId: demoIds.hank, name: 'Hank Scorpio', email: 'hank@globex.test' },
+  { tenantId: demoIds.globex, tenantName: 'Globex', userId: demoIds.marge, name: 'Marge Simpson', email: 'marge@globex.test' },
+];
+
+const v = (name: string, description: string, createdDaysAgo: number): VersionSpec => ({ name, description, createdDaysAgo });
+
+/** Acme's catalogue; `seen` is [days ago, version] of Ada's last view, `feedback` is [user, days ago]. */
+const acmeSkills: (SkillSpec & { seen?: [number, number | null]; feedback?: ['grace' | 'linus' | 'ada', number][] })[] = [
+  {
+    id: demoIds.tsFundamentals,
+    slug: 'typescript-fundamentals',
+    category: 'Engineering',
+    versions: [
+      v('TypeScript Basics', 'Types, interfaces and the compiler.', 40),
+      v('TypeScript Fundamentals', 'Types, interfaces and the compiler.', 6),
+      v('TypeScript Fundamentals', 'Types, interfaces, generics and strict mode.', 2),
+    ],
+    seen: [10, 1],
+    feedback: [['ada', 9], ['grace', 5], ['linus', 1], ['grace', 20]],
+  },
+  {
+    slug: 'sql-window-functions',
+    category: 'Data',
+    versions: [v('SQL Window Functions', 'OVER, PARTITION BY and frames.', 30), v('SQL Window Functions', 'OVER, PARTITION BY, frames and ranking.', 12)],
+    seen: [1, 2],
+  },
+  {
+    slug: 'incident-response',
+    category: 'Operations',
+    versions: [v('Incident Response', 'Paging, triage and the first hour.', 25)],
+    description: 'Paging, triage, the first hour and the postmortem.',
+    updatedDaysAgo: 3,
+    seen: [5, 1],
+    feedback: [['linus', 4]],
+  },
+  { slug: 'kubernetes-basics', category: 'Operations', status: 'draft', versions: [v('Kubernetes Basics', 'Pods, deployments, services.', 3)] },
+  {
+    slug: 'react-performance',
+    category: 'Engineering',
+    versions: [v('React Performance', 'Profiling renders.', 50), v('React Performance', 'Profiling renders and memo.', 35), v('React Performance', 'Profiling, memo and transitions.', 20), v('React Performance', 'Profiling, memo, transitions and the compiler.', 4)],
+  },
+  { slug: 'legacy-cobol', category: 'Engineering', status: 'archived', versions: [v('Legacy COBOL', 'Reading copybooks.', 300)], seen: [200, 1] },
+  ...(
+    [
+      ['Accessible Forms', 'Design', 8, 14],
+      ['Threat Modelling', 'Security', 7, 15],
+      ['Writing Postmortems', 'Operations', 9, 16],
+      ['GraphQL Schema Design', 'Engineering', 11, 18],
+      ['Feature Flags', 'Engineering', 13, 19],
+      ['Data Contracts', 'Data', 15, 21],
+      ['Design Tokens', 'Design', 17, 22],
+      ['OAuth and OIDC', 'Security', 19, 23],
+    ] as const
+  ).map(([name, category, changed, seen]): SkillSpec & { seen: [number, number] } => ({
+    slug: name.toLowerCase().replace(/[^a-z0-9]+/g, '-'),
+    category,
+    versions: [v(name, `An introduction to ${name.toLowerCase()}.`, 60), v(name, `A practical guide to ${name.toLowerCase()}.`, changed)],
+    seen: [seen, 1],
+  })),
+];
+
+const globexSkills: (SkillSpec & { seen?: [number, number] })[] = [
+  { slug: 'doomsday-devices', category: 'Engineering', versions: [v('Doomsday Devices', 'Safety first.', 30), v('Doomsday Devices', 'Safety first, then the laser.', 2)], seen: [7, 1] },
+  { slug: 'hammock-driven-development', category: 'Culture', versions: [v('Hammock-Driven Development', 'Think before you type.', 20)], seen: [1, 1] },
+  { slug: 'nuclear-safety', category: 'Operations', versions: [v('Nuclear Safety', 'Sector 7G procedures.', 10)] },
+];
+
+export interface DemoSeed {
+  seeded: boolean;
+  users: DemoUser[];
+}
+
+/** Seeds the demo tenants once; returns seeded: false when they already exist. */
+export async function seedDemo(db: Database): Promise<DemoSeed> {
+  const existing = await asOwnerInTenant(db, demoIds.acme, (tx) =>
+    tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, demoIds.acme)),
+  );
+  if (existing.length > 0) return { seeded: false, users: demoUsers };
+
+  const byKey = { ada: demoIds.ada, grace: demoIds.grace, linus: demoIds.linus } as const;
+  await asOwnerInTenant(db, demoIds.acme, async (tx) => {
+    await tx.insert(tenants).values({ id: demoIds.acme, name: 'Acme Corp', slug: 'acme', createdAt: daysAgo(400) });
+    await tx.insert(users).values(
+      demoUsers.filter((u) => u.tenantId === demoIds.acme).map((u) => ({ id: u.userId, tenantId: u.tenantId, email: u.email, name: u.name })),
+    );
+    for (const spec of acmeSkills) {
+      const skill = await insertSkill(tx, demoIds.acme, spec);
+      if (spec.seen) {
+        const [days, version] = spec.seen;
+        await tx.insert(userSkillViews).values({
+          tenantId: demoIds.acme,
+          userId: demoIds.ada,
+          skillId: skill.id,
+          firstViewedAt: daysAgo(days + 30),
+          lastViewedAt: daysAgo(days),
+          lastViewedVersion: version,
+          viewCount: 3,
+        });
+      }
+      if (spec.feedback?.length) {
+        await tx.insert(skillFeedback).values(
+          spec.feedback.map(([who, days], i) => ({
+            tenantId: demoIds.acme,
+            skillId: skill.id,
+            userId: byKey[who],
+            feedbackType: i % 2 === 0 ? 'comment' : 'rating',
+            comment: `Feedback from ${who}`,
+            createdAt: daysAgo(days),
+          })),
+        );
+      }
+    }
+  });
+  await asOwnerInTenant(db, demoIds.globex, async (tx) => {
+    await tx.insert(tenants).values({ id: demoIds.globex, name: 'Globex', slug: 'globex', createdAt: daysAgo(300) });
+    await tx.insert(users).values(
+      demoUsers.filter((u) => u.tenantId === demoIds.globex).map((u) => ({ id: u.userId, tenantId: u.tenantId, email: u.email, name: u.name })),
+    );
+    for (const spec of globexSkills) {
+      const skill = await insertSkill(tx, demoIds.globex, spec);
+      if (spec.seen) {
+        await tx.insert(userSkillViews).values({
+          tenantId: demoIds.globex,
+          userId: demoIds.hank,
+          skillId: skill.id,
+          firstViewedAt: daysAgo(spec.seen[0] + 5),
+          lastViewedAt: daysAgo(spec.seen[0]),
+          lastViewedVersion: spec.seen[1],
+          viewCount: 1,
+        });
+      }
+    }
+  });
+  return { seeded: true, users: demoUsers };
+}
+
+// `npm run db:seed`: migrate and seed DATABASE_URL, or the embedded database in PGLITE_DIR.
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const { loadConfig } = await import('../server/config.ts');
+  const { createDb } = await import('./client.ts');
+  const { migrate } = await import('./migrate.ts');
+  const config = loadConfig();
+  const handle = config.DATABASE_URL ? createDb({ url: config.DATABASE_URL, poolSize: 1 }) : createDb({ pgliteDir: config.PGLITE_DIR });
+  try {
+    await migrate(handle, config.DB_APP_ROLE);
+    const result = await seedDemo(handle.db);
+    console.log(result.seeded ? 'seeded the demo tenants' : 'demo tenants already present; nothing to do');
+  } finally {
+    await handle.close();
+  }
+}
