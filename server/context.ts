@@ -1,0 +1,43 @@
+// Request context in two layers: createContextInner is pure (tests, server-side callers); createContext reads HTTP.
+import type { CreateFastifyContextOptions } from '@trpc/server/adapters/fastify';
+import type { Database } from '../db/client.ts';
+import { DEFAULT_APP_ROLE } from '../db/migrate.ts';
+import type { Authenticator } from './auth.ts';
+import type { Session } from './session.ts';
+
+export type { Session } from './session.ts';
+
+export interface ContextInnerOptions {
+  db: Database;
+  session: Session | null;
+  /** Role request transactions switch to; defaults to skillviews_app. */
+  appRole?: string;
+  /** Show internal error messages and stacks to clients (development only). */
+  exposeErrors?: boolean;
+}
+
+export function createContextInner(opts: ContextInnerOptions) {
+  return {
+    db: opts.db,
+    session: opts.session,
+    appRole: opts.appRole ?? DEFAULT_APP_ROLE,
+    exposeErrors: opts.exposeErrors ?? false,
+  };
+}
+
+export type Context = ReturnType<typeof createContextInner>;
+
+export interface HttpContextDeps {
+  db: Database;
+  authenticate: Authenticator;
+  appRole: string;
+  exposeErrors: boolean;
+}
+
+/** The fastify adapter's context factory: turns the request's credentials into a session. */
+export function createContextFactory(deps: HttpContextDeps) {
+  return async function createContext({ req }: CreateFastifyContextOptions): Promise<Context> {
+    const session = await deps.authenticate({ headers: req.headers });
+    return createContextInner({ db: deps.db, session, appRole: deps.appRole, exposeErrors: deps.exposeErrors });
+  };
+}

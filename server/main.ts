@@ -1,0 +1,152 @@
+// `npm start`: migrate, check that RLS cannot be bypassed, seed the embedded demo, serve, shut down gracefully.
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyServerOptions } from 'fastify';
+import { createDb, type DbHandle } from '../db/client.ts';
+import { migrate } from '../db/migrate.ts';
+import { seedDemo, type DemoUser } from '../db/seed.ts';
+import { buildServer } from './app.ts';
+import { createJwtAuthenticator, signToken, type Authenticator } from './auth.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { assertRlsEnforced, UnsafeDatabaseError } from './startup-check.ts';
+
+export interface StartOptions {
+  /** Replace the JWT authenticator (host apps with their own sessions). */
+  authenticate?: Authenticator;
+  logger?: FastifyServerOptions['logger'];
+}
+
+export interface RunningServer {
+  url: string;
+  engine: DbHandle['engine'];
+  /** Demo users with ready-to-use bearer tokens (development, embedded database only). */
+  demoTokens: (DemoUser & { token: string })[];
+  close: () => Promise<void>;
+}
+
+/** Outside production a missing AUTH_SECRET gets a random one kept beside the embedded data, so tokens survive restarts. */
+async function resolveAuthSecret(config: Config): Promise<string> {
+  if (config.AUTH_SECRET) return config.AUTH_SECRET;
+  const file = path.join(path.dirname(path.resolve(config.PGLITE_DIR)), 'dev-auth-secret');
+  try {
+    const existing = (await readFile(file, 'utf8')).trim();
+    if (existing.length >= 32) return existing;
+  } catch {
+    // first start
+  }
+  const secret = randomBytes(32).toString('base64url');
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
+
+export async function start(config: Config, options: StartOptions = {}): Promise<RunningServer> {
+  const embedded = !config.DATABASE_URL;
+  if (embedded) await mkdir(path.resolve(config.PGLITE_DIR), { recursive: true });
+  const handle = config.DATABASE_URL
+    ? createDb({ url: config.DATABASE_URL, poolSize: config.DB_POOL_SIZE })
+    : createDb({ pgliteDir: config.PGLITE_DIR });
+  try {
+    await migrate(handle, config.DB_APP_ROLE);
+    await assertRlsEnforced(handle.db, config.DB_APP_ROLE);
+    const demo = embedded ? await seedDemo(handle.db) : null;
+    const secret = await resolveAuthSecret(config);
+    const app = buildServer({
+      db: handle.db,
+      authenticate: options.authenticate ?? createJwtAuthenticator({ secret, db: handle.db, appRole: config.DB_APP_ROLE }),
+      appRole: config.DB_APP_ROLE,
+      panel: config.NODE_ENV !== 'production',
+      exposeErrors: config.NODE_ENV === 'development',
+      logger: options.logger ?? { level: config.LOG_LEVEL, redact: ['req.headers.authorization'] },
+    });
+    const address = await app.listen({ port: config.PORT, host: config.HOST });
+    const demoTokens =
+      demo && config.NODE_ENV !== 'production'
+        ? await Promise.all(demo.users.map(async (u) => ({ ...u, token: await signToken(u, secret, '7d') })))
+        : [];
+    let closing: Promise<void> | undefined;
+    return {
+      url: address,
+      engine: handle.engine,
+      demoTokens,
+      close: () =>
+        (closing ??= (async () => {
+          await app.close(); // stops accepting and waits for in-flight requests
+          await handle.close();
+        })()),
+    };
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+async function main() {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+  let server: RunningServer;
+  try {
+    server = await start(config);
+  } catch (err) {
+    if (err instanceof UnsafeDatabaseError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const lines = [
+    '',
+    `skill-views is listening on ${server.url} (${server.engine === 'pglite' ? `embedded PGlite in ${config.PGLITE_DIR}` : 'PostgreSQL'})`,
+    `  tRPC:    ${server.url}/trpc`,
+    `  health:  ${server.url}/healthz`,
+  ];
+  if (config.NODE_ENV !== 'production') lines.push(`  panel:   ${server.url}/panel`);
+  if (server.demoTokens.length > 0) {
+    lines.push('', 'Demo bearer tokens (valid 7 days):');
+    for (const u of server.demoTokens) lines.push(`  ${u.name} <${u.email}>, ${u.tenantName}:`, `    Bearer ${u.token}`);
+    const first = server.demoTokens[0];
+    if (first) {
+      lines.push(
+        '',
+        'Try it:',
+        `  curl -s -H 'Authorization: Bearer ${first.token}' '${server.url}/trpc/whatsNew'`,
+      );
+    }
+  }
+  console.log(lines.join('\n') + '\n');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${signal} received: finishing in-flight requests, then closing the database`);
+    const force = setTimeout(() => {
+      console.error('shutdown took longer than 10s; exiting');
+      process.exit(1);
+    }, 10_000);
+    force.unref();
+    server.close().then(
+      () => process.exit(0),
+      (err) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  await main();
+}

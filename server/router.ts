@@ -1,0 +1,12 @@
+// The application router: the public entry point for HTTP, typed clients and server-side callers.
+import { createCallerFactory, router } from './trpc.ts';
+import { viewsProcedures } from './routers/views.ts';
+
+export const appRouter = router({
+  ...viewsProcedures,
+});
+
+export type AppRouter = typeof appRouter;
+
+/** Server-side caller: `createCaller(createContextInner({ db, session }))`. */
+export const createCaller = createCallerFactory(appRouter);

@@ -1,0 +1,62 @@
+// Procedures about the caller's skill views: record one, look up many, the what's-new feed, a change summary.
+import { TRPCError } from '@trpc/server';
+import { z } from 'zod';
+import { changeSummary } from '../../db/queries/change-summary.ts';
+import { decodeCursor, encodeCursor, whatsNew } from '../../db/queries/feed.ts';
+import { recordView, viewsForSkills } from '../../db/queries/views.ts';
+import { tenantProcedure } from '../trpc.ts';
+
+/** Ids are compared in canonical (lower-case) form; Map keys come back that way. */
+const skillId = z.uuid().transform((id) => id.toLowerCase());
+
+export const recordViewInput = z.strictObject({ skillId });
+export const viewsForSkillsInput = z.strictObject({ skillIds: z.array(skillId).min(1).max(500) });
+export const whatsNewInput = z
+  .strictObject({
+    limit: z.number().int().min(1).max(50).default(10),
+    windowDays: z.number().int().min(1).max(90).default(30),
+    cursor: z
+      .string()
+      .max(128)
+      .nullish()
+      .transform((value, ctx) => {
+        if (value === null || value === undefined) return null;
+        const cursor = decodeCursor(value);
+        if (!cursor) {
+          ctx.addIssue({ code: 'custom', message: 'Invalid cursor: pass back a nextCursor from a previous page' });
+          return z.NEVER;
+        }
+        return cursor;
+      }),
+  })
+  .prefault({});
+export const changeSummaryInput = z.strictObject({ skillId });
+
+const skillNotFound = () => new TRPCError({ code: 'NOT_FOUND', message: 'Skill not found' });
+
+export const viewsProcedures = {
+  /** The user opened a skill: one atomic upsert; returns the view and the one before it. */
+  recordView: tenantProcedure.input(recordViewInput).mutation(async ({ ctx, input }) => {
+    const result = await recordView(ctx.db, ctx.viewer, input.skillId);
+    if (!result) throw skillNotFound();
+    return result;
+  }),
+
+  /** The caller's views of up to 500 skills in one query, as a Map keyed by skill id (viewed skills only). */
+  viewsForSkills: tenantProcedure
+    .input(viewsForSkillsInput)
+    .query(({ ctx, input }) => viewsForSkills(ctx.db, ctx.viewer, input.skillIds)),
+
+  /** Published skills the caller viewed that changed since, newest change first, keyset-paginated. */
+  whatsNew: tenantProcedure.input(whatsNewInput).query(async ({ ctx, input }) => {
+    const page = await whatsNew(ctx.db, ctx.viewer, input);
+    return { items: page.items, nextCursor: page.nextCursor ? encodeCursor(page.nextCursor) : null };
+  }),
+
+  /** What changed on one skill since the caller's last visit. Records nothing. */
+  changeSummary: tenantProcedure.input(changeSummaryInput).query(async ({ ctx, input }) => {
+    const summary = await changeSummary(ctx.db, ctx.viewer, input.skillId);
+    if (!summary) throw skillNotFound();
+    return summary;
+  }),
+};

@@ -1,0 +1,70 @@
+// Start-up self-check: as the application role, prove row-level security cannot be bypassed, or refuse to start.
+import { sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { query } from '../db/queries/rows.ts';
+import { rlsTables } from '../db/schema/index.ts';
+
+export class UnsafeDatabaseError extends Error {
+  override name = 'UnsafeDatabaseError';
+  constructor(readonly problems: string[]) {
+    super(`Refusing to start: row-level security could be bypassed.\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+interface RoleRow {
+  role: string;
+  rolsuper: boolean;
+  rolbypassrls: boolean;
+  owned: string[] | string | null;
+}
+
+interface TableRow {
+  relname: string;
+  relrowsecurity: boolean;
+  relforcerowsecurity: boolean;
+}
+
+/** Lists what is wrong (empty when safe). Switching to the role itself also proves the login may use it. */
+export async function findRlsProblems(db: Database, appRole: string): Promise<string[]> {
+  const problems: string[] = [];
+  let role: RoleRow | undefined;
+  try {
+    role = await db.transaction(async (tx) => {
+      await tx.execute(sql`select set_config('role', ${appRole}, true)`);
+      const rows = await query<RoleRow>(
+        tx,
+        sql`select current_user as role, r.rolsuper, r.rolbypassrls,
+                   (select array_agg(c.relname::text order by c.relname) from pg_class c
+                     where c.relowner = r.oid and c.relkind in ('r', 'p', 'v', 'm', 'f')) as owned
+            from pg_roles r where r.rolname = current_user`,
+      );
+      return rows[0];
+    });
+  } catch (err) {
+    return [`cannot switch to application role "${appRole}": ${(err as Error).message}`];
+  }
+  if (!role) return [`application role "${appRole}" not found`];
+  if (role.rolsuper) problems.push(`application role "${appRole}" is a superuser (superusers bypass RLS)`);
+  if (role.rolbypassrls) problems.push(`application role "${appRole}" has BYPASSRLS`);
+  const owned = Array.isArray(role.owned) ? role.owned : role.owned ? [role.owned] : [];
+  if (owned.length > 0) problems.push(`application role "${appRole}" owns tables (${owned.join(', ')}); owners can disable RLS`);
+
+  const tables = await query<TableRow>(
+    db,
+    sql`select c.relname, c.relrowsecurity, c.relforcerowsecurity from pg_class c
+        join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'public' and c.relkind = 'r'`,
+  );
+  for (const name of rlsTables) {
+    const table = tables.find((t) => t.relname === name);
+    if (!table) problems.push(`table ${name} is missing (run the migrations)`);
+    else if (!table.relrowsecurity) problems.push(`table ${name} does not have row-level security enabled`);
+    else if (!table.relforcerowsecurity) problems.push(`table ${name} does not force row-level security`);
+  }
+  return problems;
+}
+
+export async function assertRlsEnforced(db: Database, appRole: string): Promise<void> {
+  const problems = await findRlsProblems(db, appRole);
+  if (problems.length > 0) throw new UnsafeDatabaseError(problems);
+}
