@@ -128,7 +128,9 @@ export const skillFeedback = pgTable(
     id: uuid().primaryKey().defaultRandom(),
     tenantId: uuid().notNull(),
     skillId: uuid().notNull(),
-    userId: uuid().references(() => users.id, { onDelete: 'set null' }),
+    // References (tenant_id, user_id) → users, ON DELETE SET NULL (user_id): declared in migration 0002,
+    // since drizzle-kit cannot emit a SET NULL limited to one column of a composite key.
+    userId: uuid(),
     feedbackType: text().notNull(),
     comment: text(),
     createdAt: createdAt(),
