@@ -1,7 +1,7 @@
 // Test data: each call creates a fresh tenant with its own ids, so suites can share one database.
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import type { Database } from '../../db/client.ts';
+import type { Database, Transaction } from '../../db/client.ts';
 import { query } from '../../db/queries/rows.ts';
 import { asOwnerInTenant, insertSkill, type SkillSpec } from '../../db/seed.ts';
 import { skillFeedback, tenants, userSkillViews, users } from '../../db/schema/index.ts';
@@ -17,15 +17,21 @@ export interface TenantFixture {
 
 export const daysAgo = (days: number) => new Date(Date.now() - days * 24 * 60 * 60 * 1000);
 
-/** A tenant with `userCount` users and the given skills, written as the owner. */
+/**
+ * A tenant with `userCount` users and the given skills, written as the owner. `setTenant: false` writes
+ * without setting app.current_tenant_id (the superuser test login bypasses RLS), so the connection
+ * keeps that setting truly absent.
+ */
 export async function createTenant(
   db: Database,
-  { userCount = 2, skills = [] as SkillSpec[] } = {},
+  { userCount = 2, skills = [] as SkillSpec[], setTenant = true } = {},
 ): Promise<TenantFixture> {
   const tenantId = randomUUID();
   const userIds = Array.from({ length: userCount }, () => randomUUID());
   const result: TenantFixture = { tenantId, userIds, skills: {} };
-  await asOwnerInTenant(db, tenantId, async (tx) => {
+  const write = (fn: (tx: Transaction) => Promise<void>) =>
+    setTenant ? asOwnerInTenant(db, tenantId, fn) : db.transaction(fn);
+  await write(async (tx) => {
     await tx.insert(tenants).values({ id: tenantId, name: `Tenant ${tenantId.slice(0, 8)}`, slug: `t-${tenantId}` });
     if (userIds.length) {
       await tx.insert(users).values(userIds.map((id, i) => ({ id, tenantId, email: `user${i}@${tenantId}.test`, name: `User ${i}` })));
@@ -82,4 +88,11 @@ export async function insertFeedback(
 export async function countAll(db: Database, table: string, where = sql``): Promise<number> {
   const rows = await query<{ n: unknown }>(db, sql`select count(*)::int as n from ${sql.identifier(table)} ${where}`);
   return Number(rows[0]?.n ?? 0);
+}
+
+/** Sets a skill's updated_at to an exact timestamptz given as SQL text (microseconds allowed), as the owner. */
+export async function setUpdatedAt(db: Database, t: { tenantId: string }, skillId: string, timestamptz: string) {
+  await asOwnerInTenant(db, t.tenantId, (tx) =>
+    tx.execute(sql`update skills set updated_at = ${timestamptz}::timestamptz where id = ${skillId}::uuid`),
+  );
 }
