@@ -27,6 +27,8 @@ export function createLinks(options: ClientOptions) {
       url: options.url,
       transformer,
       maxItems: options.maxBatchItems ?? 50,
+      // Queries go as POST: 500 skill ids would not fit in a URL (Node refuses request heads over 16 KiB).
+      methodOverride: 'POST',
       ...(options.fetch ? { fetch: options.fetch } : {}),
       async headers() {
         const token = await options.getToken?.();

@@ -67,6 +67,8 @@ export function buildServer(options: ServerOptions) {
       router: appRouter,
       createContext: createContextFactory(options),
       maxBatchSize: options.maxBatchSize ?? 50,
+      // Lets clients send queries as POST (long inputs); GET still works for curl and caches.
+      allowMethodOverride: true,
       onError({ error, path, req }) {
         // Expected client errors are not worth a stack trace; everything else is.
         if (error.code === 'INTERNAL_SERVER_ERROR') req.log.error({ err: error.cause ?? error, procedure: path }, 'procedure failed');
