@@ -39,8 +39,16 @@ export function buildServer(options: ServerOptions) {
     bodyLimit: 1024 * 1024,
   });
 
+  // Once closing, answer in-flight requests with `Connection: close`: Fastify closes only the connections
+  // idle when close() starts, and a kept-alive one would hold shutdown until its keep-alive timeout.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (closing) reply.header('connection', 'close');
   });
 
   // One line per request: no headers (so no tokens) and no inputs, just what ran and how it went.

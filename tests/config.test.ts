@@ -1,0 +1,90 @@
+// Configuration: loadConfig rejects bad values naming the variable, and requires AUTH_SECRET in production.
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../server/config.ts';
+
+const goodSecret = 'x'.repeat(32);
+
+/** The ConfigError loadConfig throws for `env`. */
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`expected loadConfig to reject ${JSON.stringify(env)}`);
+}
+
+/** The variables a ConfigError's message names, one per `  NAME: reason` line. */
+const named = (error: ConfigError) => [...error.message.matchAll(/^ {2}([A-Z_]+): /gm)].map((m) => m[1]);
+
+describe('loadConfig', () => {
+  it('applies the documented defaults to an empty environment', () => {
+    expect(loadConfig({})).toEqual({
+      NODE_ENV: 'development',
+      PGLITE_DIR: '.data/pglite',
+      PORT: 3000,
+      HOST: '127.0.0.1',
+      DB_APP_ROLE: 'skillviews_app',
+      DB_POOL_SIZE: 10,
+      LOG_LEVEL: 'info',
+    });
+  });
+
+  it('accepts good values', () => {
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgresql://app@db.internal:5432/skills',
+      PORT: '8080',
+      AUTH_SECRET: goodSecret,
+      DB_APP_ROLE: 'my_app_role',
+      LOG_LEVEL: 'warn',
+    });
+    expect(config).toMatchObject({ PORT: 8080, DATABASE_URL: 'postgresql://app@db.internal:5432/skills', DB_APP_ROLE: 'my_app_role' });
+  });
+
+  it.each([
+    ['PORT', { PORT: 'abc' }],
+    ['PORT', { PORT: '70000' }],
+    ['PORT', { PORT: '-1' }],
+    ['PORT', { PORT: '80.5' }],
+    ['DATABASE_URL', { DATABASE_URL: 'mysql://root@localhost/skills' }],
+    ['DATABASE_URL', { DATABASE_URL: 'localhost:5432' }],
+    ['LOG_LEVEL', { LOG_LEVEL: 'loud' }],
+    ['DB_APP_ROLE', { DB_APP_ROLE: 'x; drop' }],
+    ['DB_APP_ROLE', { DB_APP_ROLE: 'SkillViews' }],
+    ['DB_APP_ROLE', { DB_APP_ROLE: '"quoted"' }],
+    ['AUTH_SECRET', { AUTH_SECRET: 'too-short' }],
+    ['DB_POOL_SIZE', { DB_POOL_SIZE: '0' }],
+    ['NODE_ENV', { NODE_ENV: 'staging' }],
+  ] as [string, NodeJS.ProcessEnv][])('rejects a bad %s, naming it: %j', (variable, env) => {
+    const error = configError(env);
+    expect(error.message).toMatch(/^Invalid configuration:/);
+    expect(named(error)).toEqual([variable]);
+  });
+
+  it('names every bad variable at once', () => {
+    const error = configError({ PORT: 'abc', LOG_LEVEL: 'loud', DATABASE_URL: 'mysql://x' });
+    expect(named(error).sort()).toEqual(['DATABASE_URL', 'LOG_LEVEL', 'PORT']);
+  });
+
+  it('says why the value is wrong', () => {
+    expect(configError({ AUTH_SECRET: 'short' }).message).toMatch(/AUTH_SECRET: .*32 characters/);
+    expect(configError({ DATABASE_URL: 'mysql://x' }).message).toMatch(/DATABASE_URL: .*postgres/);
+  });
+
+  it('requires AUTH_SECRET in production, and only there', () => {
+    const error = configError({ NODE_ENV: 'production' });
+    expect(named(error)).toEqual(['AUTH_SECRET']);
+    expect(error.message).toMatch(/AUTH_SECRET: is required when NODE_ENV=production/);
+    expect(named(configError({ NODE_ENV: 'production', AUTH_SECRET: '' }))).toEqual(['AUTH_SECRET']);
+    expect(named(configError({ NODE_ENV: 'production', AUTH_SECRET: 'short' }))).toEqual(['AUTH_SECRET']);
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: goodSecret }).AUTH_SECRET).toBe(goodSecret);
+    expect(loadConfig({ NODE_ENV: 'development' }).AUTH_SECRET).toBeUndefined();
+  });
+
+  it('treats empty values as unset', () => {
+    expect(loadConfig({ PORT: '', DATABASE_URL: ' ', LOG_LEVEL: '' })).toMatchObject({ PORT: 3000, LOG_LEVEL: 'info' });
+    expect(loadConfig({ DATABASE_URL: '' }).DATABASE_URL).toBeUndefined();
+  });
+});

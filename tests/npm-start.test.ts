@@ -1,0 +1,115 @@
+// The README's `npm start`, as a child process on a fresh embedded database: serve, panel, demo tokens, clean SIGTERM.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createClient } from '../client/index.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The environment of a newcomer's shell: no DATABASE_URL, AUTH_SECRET or NODE_ENV (vitest sets NODE_ENV=test). */
+function newcomerEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const { DATABASE_URL: _url, AUTH_SECRET: _secret, NODE_ENV: _env, ...rest } = process.env;
+  return { ...rest, ...extra };
+}
+
+interface Run {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * Runs the `start` script's command, `tsx server/main.ts`, from node_modules/.bin as npm would. Not through
+ * `npx`/`npm start`: those run it under `sh -c`, which does not pass a SIGTERM on, so the signal would never
+ * reach the server (a supervisor should signal the server process, or the whole process group).
+ */
+function run(env: NodeJS.ProcessEnv): Run {
+  const child = spawn(path.join(root, 'node_modules', '.bin', 'tsx'), ['server/main.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, output: () => output, exited };
+}
+
+/** Resolves when `pattern` appears in the output; rejects if the process exits first or time runs out. */
+async function waitFor(r: Run, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void r.exited.then(() => (exited = true));
+  for (;;) {
+    const match = r.output().match(pattern);
+    if (match) return match;
+    if (exited) throw new Error(`process exited before printing ${pattern}:\n${r.output()}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${r.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('npm start (tsx server/main.ts)', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+
+  it('migrates and seeds a fresh embedded database, serves /healthz, /panel and tRPC with a printed token, and exits 0 on SIGTERM', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'skill-views-npm-start-'));
+    const r = run(newcomerEnv({ PORT: '0', PGLITE_DIR: path.join(dir, 'pglite'), LOG_LEVEL: 'warn' }));
+    cleanups.push(async () => {
+      if (r.child.exitCode === null && r.child.signalCode === null) {
+        r.child.kill('SIGKILL');
+        await r.exited;
+      }
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    const [, url] = await waitFor(r, /skill-views is listening on (http:\/\/[^\s]+) \(embedded PGlite/, 100_000);
+    // The whole banner is one write; the curl example is its last line.
+    await waitFor(r, /curl .*\/trpc\/whatsNew'/, 5_000);
+    const tokens = [...r.output().matchAll(/^ {4}Bearer ([A-Za-z0-9_\-.]+)$/gm)].map((m) => m[1]!);
+    expect(tokens).toHaveLength(5);
+
+    const health = await fetch(`${url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+
+    const panel = await fetch(`${url}/panel`);
+    expect(panel.status).toBe(200);
+    expect(panel.headers.get('content-type')).toMatch(/text\/html/);
+    const html = await panel.text();
+    for (const name of ['recordView', 'viewsForSkills', 'whatsNew', 'changeSummary']) expect(html).toContain(name);
+
+    // The first printed token is Ada's (Acme): her seeded feed holds TypeScript Fundamentals, now at v3.
+    const client = createClient({ url: `${url}/trpc`, getToken: () => tokens[0] });
+    const feed = await client.whatsNew.query({});
+    expect(feed.items.length).toBeGreaterThan(0);
+    expect(feed.items.find((i) => i.slug === 'typescript-fundamentals')).toMatchObject({ currentVersion: 3, lastViewedVersion: 1 });
+    expect(feed.items[0]?.updatedAt).toBeInstanceOf(Date);
+    const anonymous = await fetch(`${url}/trpc/whatsNew`);
+    expect(anonymous.status).toBe(401);
+
+    r.child.kill('SIGTERM');
+    const exit = await r.exited;
+    expect(exit, r.output()).toEqual({ code: 0, signal: null });
+    expect(r.output()).toContain('SIGTERM received');
+    await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+  }, 120_000);
+
+  it('stops with exit code 1 and a message naming the variable when the configuration is bad', async () => {
+    const r = run(newcomerEnv({ PORT: 'abc', LOG_LEVEL: 'loud' }));
+    cleanups.push(async () => {
+      if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+    });
+    const exit = await r.exited;
+    expect(exit.code, r.output()).toBe(1);
+    expect(r.output()).toMatch(/Invalid configuration:/);
+    expect(r.output()).toMatch(/^ {2}PORT: /m);
+    expect(r.output()).toMatch(/^ {2}LOG_LEVEL: /m);
+    expect(r.output()).not.toMatch(/listening/);
+  }, 60_000);
+});
