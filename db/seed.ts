@@ -100,6 +100,18 @@ export const demoIds = {
   marge: 'b2000000-0000-4000-8000-0000000000b2',
   /** Acme's skill Ada last saw at v1; now at v3 with new feedback. */
   tsFundamentals: 'a1000000-0000-4000-8000-00000000c001',
+  /** Acme: Ada saw the latest version yesterday (no update). */
+  sqlWindowFunctions: 'a1000000-0000-4000-8000-00000000c002',
+  /** Acme: description edited in place since Ada's view, plus new feedback. */
+  incidentResponse: 'a1000000-0000-4000-8000-00000000c003',
+  /** Acme: published, never viewed by Ada. */
+  reactPerformance: 'a1000000-0000-4000-8000-00000000c004',
+  /** Globex: Hank saw v1; now at v2. */
+  doomsdayDevices: 'b2000000-0000-4000-8000-00000000d001',
+  /** Globex: Hank saw the current version. */
+  hammockDrivenDevelopment: 'b2000000-0000-4000-8000-00000000d002',
+  /** Globex: never viewed. */
+  nuclearSafety: 'b2000000-0000-4000-8000-00000000d003',
 } as const;
 
 export interface DemoUser {
@@ -135,12 +147,14 @@ const acmeSkills: (SkillSpec & { seen?: [number, number | null]; feedback?: ['gr
     feedback: [['ada', 9], ['grace', 5], ['linus', 1], ['grace', 20]],
   },
   {
+    id: demoIds.sqlWindowFunctions,
     slug: 'sql-window-functions',
     category: 'Data',
     versions: [v('SQL Window Functions', 'OVER, PARTITION BY and frames.', 30), v('SQL Window Functions', 'OVER, PARTITION BY, frames and ranking.', 12)],
     seen: [1, 2],
   },
   {
+    id: demoIds.incidentResponse,
     slug: 'incident-response',
     category: 'Operations',
     versions: [v('Incident Response', 'Paging, triage and the first hour.', 25)],
@@ -151,6 +165,7 @@ const acmeSkills: (SkillSpec & { seen?: [number, number | null]; feedback?: ['gr
   },
   { slug: 'kubernetes-basics', category: 'Operations', status: 'draft', versions: [v('Kubernetes Basics', 'Pods, deployments, services.', 3)] },
   {
+    id: demoIds.reactPerformance,
     slug: 'react-performance',
     category: 'Engineering',
     versions: [v('React Performance', 'Profiling renders.', 50), v('React Performance', 'Profiling renders and memo.', 35), v('React Performance', 'Profiling, memo and transitions.', 20), v('React Performance', 'Profiling, memo, transitions and the compiler.', 4)],
@@ -176,9 +191,9 @@ const acmeSkills: (SkillSpec & { seen?: [number, number | null]; feedback?: ['gr
 ];
 
 const globexSkills: (SkillSpec & { seen?: [number, number] })[] = [
-  { slug: 'doomsday-devices', category: 'Engineering', versions: [v('Doomsday Devices', 'Safety first.', 30), v('Doomsday Devices', 'Safety first, then the laser.', 2)], seen: [7, 1] },
-  { slug: 'hammock-driven-development', category: 'Culture', versions: [v('Hammock-Driven Development', 'Think before you type.', 20)], seen: [1, 1] },
-  { slug: 'nuclear-safety', category: 'Operations', versions: [v('Nuclear Safety', 'Sector 7G procedures.', 10)] },
+  { id: demoIds.doomsdayDevices, slug: 'doomsday-devices', category: 'Engineering', versions: [v('Doomsday Devices', 'Safety first.', 30), v('Doomsday Devices', 'Safety first, then the laser.', 2)], seen: [7, 1] },
+  { id: demoIds.hammockDrivenDevelopment, slug: 'hammock-driven-development', category: 'Culture', versions: [v('Hammock-Driven Development', 'Think before you type.', 20)], seen: [1, 1] },
+  { id: demoIds.nuclearSafety, slug: 'nuclear-safety', category: 'Operations', versions: [v('Nuclear Safety', 'Sector 7G procedures.', 10)] },
 ];
 
 export interface DemoSeed {

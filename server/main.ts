@@ -119,7 +119,7 @@ async function main() {
       lines.push(
         '',
         'Try it:',
-        `  curl -s -H 'Authorization: Bearer ${first.token}' '${server.url}/trpc/whatsNew'`,
+        `  curl -s -H 'Authorization: Bearer ${first.token}' '${server.url}/trpc/whatsNew?input=${encodeURIComponent('{"json":{"limit":3}}')}'`,
       );
     }
   }

@@ -119,7 +119,7 @@ describe.each(engines)('bad inputs on $name', (engine) => {
       await expect(caller.whatsNew({ limit: 1, windowDays: 1 })).resolves.toBeDefined();
       await expect(caller.whatsNew({ limit: 50, windowDays: 90 })).resolves.toBeDefined();
       await expect(caller.whatsNew({ cursor: b64(`${ts}|${uuid}`) })).resolves.toBeDefined();
-      await expect(caller.whatsNew()).resolves.toBeDefined();
+      await expect(caller.whatsNew({})).resolves.toBeDefined();
       await expect(caller.viewsForSkills({ skillIds: Array.from({ length: 500 }, () => skillId) })).resolves.toBeInstanceOf(Map);
       await expect(caller.changeSummary({ skillId })).resolves.toMatchObject({ skillId });
     });

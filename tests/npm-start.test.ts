@@ -70,7 +70,7 @@ describe('npm start (tsx server/main.ts)', () => {
 
     const [, url] = await waitFor(r, /skill-views is listening on (http:\/\/[^\s]+) \(embedded PGlite/, 100_000);
     // The whole banner is one write; the curl example is its last line.
-    await waitFor(r, /curl .*\/trpc\/whatsNew'/, 5_000);
+    await waitFor(r, /curl .*\/trpc\/whatsNew\?input=/, 5_000);
     const tokens = [...r.output().matchAll(/^ {4}Bearer ([A-Za-z0-9_\-.]+)$/gm)].map((m) => m[1]!);
     expect(tokens).toHaveLength(5);
 

@@ -299,7 +299,7 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
       const t = await createTenant(h.db, { skills: slugs.map((slug, i) => skillSpec(slug, { versionCount: 2, changedDaysAgo: 1 + i / 10 })) });
       for (const slug of slugs) await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills[slug]!, lastViewedAt: daysAgo(5), lastViewedVersion: 1 });
       const caller = callerFor(h.db, t);
-      const first = await caller.whatsNew();
+      const first = await caller.whatsNew({});
       expect(first.items.map((i) => i.slug)).toEqual(slugs.slice(0, 10));
       expect(first.nextCursor).toEqual(expect.any(String));
       const second = await caller.whatsNew({ cursor: first.nextCursor! });

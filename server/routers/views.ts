@@ -6,30 +6,25 @@ import { decodeCursor, encodeCursor, whatsNew } from '../../db/queries/feed.ts';
 import { recordView, viewsForSkills } from '../../db/queries/views.ts';
 import { tenantProcedure } from '../trpc.ts';
 
-/** Ids are compared in canonical (lower-case) form; Map keys come back that way. */
-const skillId = z.uuid().transform((id) => id.toLowerCase());
+// Inputs are plain schemas (no transforms or prefaults) so the tRPC panel can render a form for each.
+const skillId = z.uuid();
 
 export const recordViewInput = z.strictObject({ skillId });
 export const viewsForSkillsInput = z.strictObject({ skillIds: z.array(skillId).min(1).max(500) });
+
+export const WHATS_NEW_DEFAULTS = { limit: 10, windowDays: 30 } as const;
 export const whatsNewInput = z
   .strictObject({
-    limit: z.number().int().min(1).max(50).default(10),
-    windowDays: z.number().int().min(1).max(90).default(30),
+    limit: z.number().int().min(1).max(50).optional(),
+    windowDays: z.number().int().min(1).max(90).optional(),
     cursor: z
       .string()
       .max(128)
-      .nullish()
-      .transform((value, ctx) => {
-        if (value === null || value === undefined) return null;
-        const cursor = decodeCursor(value);
-        if (!cursor) {
-          ctx.addIssue({ code: 'custom', message: 'Invalid cursor: pass back a nextCursor from a previous page' });
-          return z.NEVER;
-        }
-        return cursor;
-      }),
-  })
-  .prefault({});
+      .refine((value) => decodeCursor(value) !== null, 'Invalid cursor: pass back a nextCursor from a previous page')
+      .nullish(),
+    /** Sent by tRPC's infinite-query helpers; the feed only pages forward. */
+    direction: z.literal('forward').optional(),
+  });
 export const changeSummaryInput = z.strictObject({ skillId });
 
 const skillNotFound = () => new TRPCError({ code: 'NOT_FOUND', message: 'Skill not found' });
@@ -49,7 +44,11 @@ export const viewsProcedures = {
 
   /** Published skills the caller viewed that changed since, newest change first, keyset-paginated. */
   whatsNew: tenantProcedure.input(whatsNewInput).query(async ({ ctx, input }) => {
-    const page = await whatsNew(ctx.db, ctx.viewer, input);
+    const page = await whatsNew(ctx.db, ctx.viewer, {
+      limit: input.limit ?? WHATS_NEW_DEFAULTS.limit,
+      windowDays: input.windowDays ?? WHATS_NEW_DEFAULTS.windowDays,
+      cursor: input.cursor ? decodeCursor(input.cursor) : null,
+    });
     return { items: page.items, nextCursor: page.nextCursor ? encodeCursor(page.nextCursor) : null };
   }),
 
