@@ -132,8 +132,11 @@ export const demoUsers: DemoUser[] = [
 
 const v = (name: string, description: string, createdDaysAgo: number): VersionSpec => ({ name, description, createdDaysAgo });
 
-/** Acme's catalogue; `seen` is [days ago, version] of Ada's last view, `feedback` is [user, days ago]. */
-const acmeSkills: (SkillSpec & { seen?: [number, number | null]; feedback?: ['grace' | 'linus' | 'ada', number][] })[] = [
+/** Acme's catalogue, viewed by Ada. */
+/** A demo skill; `seen` is [days ago, version] of the tenant viewer's last view, `feedback` is [user, days ago]. */
+type DemoSkill = SkillSpec & { seen?: [number, number | null]; feedback?: ['grace' | 'linus' | 'ada', number][] };
+
+const acmeSkills: DemoSkill[] = [
   {
     id: demoIds.tsFundamentals,
     slug: 'typescript-fundamentals',
@@ -190,7 +193,7 @@ const acmeSkills: (SkillSpec & { seen?: [number, number | null]; feedback?: ['gr
   })),
 ];
 
-const globexSkills: (SkillSpec & { seen?: [number, number] })[] = [
+const globexSkills: DemoSkill[] = [
   { id: demoIds.doomsdayDevices, slug: 'doomsday-devices', category: 'Engineering', versions: [v('Doomsday Devices', 'Safety first.', 30), v('Doomsday Devices', 'Safety first, then the laser.', 2)], seen: [7, 1] },
   { id: demoIds.hammockDrivenDevelopment, slug: 'hammock-driven-development', category: 'Culture', versions: [v('Hammock-Driven Development', 'Think before you type.', 20)], seen: [1, 1] },
   { id: demoIds.nuclearSafety, slug: 'nuclear-safety', category: 'Operations', versions: [v('Nuclear Safety', 'Sector 7G procedures.', 10)] },
@@ -201,39 +204,41 @@ export interface DemoSeed {
   users: DemoUser[];
 }
 
-/** Seeds the demo tenants once; returns seeded: false when they already exist. */
-export async function seedDemo(db: Database): Promise<DemoSeed> {
-  const existing = await asOwnerInTenant(db, demoIds.acme, (tx) =>
-    tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, demoIds.acme)),
-  );
-  if (existing.length > 0) return { seeded: false, users: demoUsers };
+const feedbackAuthors = { ada: demoIds.ada, grace: demoIds.grace, linus: demoIds.linus } as const;
 
-  const byKey = { ada: demoIds.ada, grace: demoIds.grace, linus: demoIds.linus } as const;
-  await asOwnerInTenant(db, demoIds.acme, async (tx) => {
-    await tx.insert(tenants).values({ id: demoIds.acme, name: 'Acme Corp', slug: 'acme', createdAt: daysAgo(400) });
+/** One demo tenant: the tenant, its demo users, its skills, the viewer's past views and colleagues' feedback. */
+async function seedDemoTenant(
+  db: Database,
+  tenant: { id: string; name: string; slug: string; createdDaysAgo: number },
+  viewerId: string,
+  catalogue: DemoSkill[],
+  history: { visits: number; firstDaysBefore: number },
+) {
+  await asOwnerInTenant(db, tenant.id, async (tx) => {
+    await tx.insert(tenants).values({ id: tenant.id, name: tenant.name, slug: tenant.slug, createdAt: daysAgo(tenant.createdDaysAgo) });
     await tx.insert(users).values(
-      demoUsers.filter((u) => u.tenantId === demoIds.acme).map((u) => ({ id: u.userId, tenantId: u.tenantId, email: u.email, name: u.name })),
+      demoUsers.filter((u) => u.tenantId === tenant.id).map((u) => ({ id: u.userId, tenantId: u.tenantId, email: u.email, name: u.name })),
     );
-    for (const spec of acmeSkills) {
-      const skill = await insertSkill(tx, demoIds.acme, spec);
+    for (const spec of catalogue) {
+      const skill = await insertSkill(tx, tenant.id, spec);
       if (spec.seen) {
         const [days, version] = spec.seen;
         await tx.insert(userSkillViews).values({
-          tenantId: demoIds.acme,
-          userId: demoIds.ada,
+          tenantId: tenant.id,
+          userId: viewerId,
           skillId: skill.id,
-          firstViewedAt: daysAgo(days + 30),
+          firstViewedAt: daysAgo(days + history.firstDaysBefore),
           lastViewedAt: daysAgo(days),
           lastViewedVersion: version,
-          viewCount: 3,
+          viewCount: history.visits,
         });
       }
       if (spec.feedback?.length) {
         await tx.insert(skillFeedback).values(
           spec.feedback.map(([who, days], i) => ({
-            tenantId: demoIds.acme,
+            tenantId: tenant.id,
             skillId: skill.id,
-            userId: byKey[who],
+            userId: feedbackAuthors[who],
             feedbackType: i % 2 === 0 ? 'comment' : 'rating',
             comment: `Feedback from ${who}`,
             createdAt: daysAgo(days),
@@ -242,26 +247,17 @@ export async function seedDemo(db: Database): Promise<DemoSeed> {
       }
     }
   });
-  await asOwnerInTenant(db, demoIds.globex, async (tx) => {
-    await tx.insert(tenants).values({ id: demoIds.globex, name: 'Globex', slug: 'globex', createdAt: daysAgo(300) });
-    await tx.insert(users).values(
-      demoUsers.filter((u) => u.tenantId === demoIds.globex).map((u) => ({ id: u.userId, tenantId: u.tenantId, email: u.email, name: u.name })),
-    );
-    for (const spec of globexSkills) {
-      const skill = await insertSkill(tx, demoIds.globex, spec);
-      if (spec.seen) {
-        await tx.insert(userSkillViews).values({
-          tenantId: demoIds.globex,
-          userId: demoIds.hank,
-          skillId: skill.id,
-          firstViewedAt: daysAgo(spec.seen[0] + 5),
-          lastViewedAt: daysAgo(spec.seen[0]),
-          lastViewedVersion: spec.seen[1],
-          viewCount: 1,
-        });
-      }
-    }
-  });
+}
+
+/** Seeds the demo tenants once; returns seeded: false when they already exist. */
+export async function seedDemo(db: Database): Promise<DemoSeed> {
+  const existing = await asOwnerInTenant(db, demoIds.acme, (tx) =>
+    tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, demoIds.acme)),
+  );
+  if (existing.length > 0) return { seeded: false, users: demoUsers };
+
+  await seedDemoTenant(db, { id: demoIds.acme, name: 'Acme Corp', slug: 'acme', createdDaysAgo: 400 }, demoIds.ada, acmeSkills, { visits: 3, firstDaysBefore: 30 });
+  await seedDemoTenant(db, { id: demoIds.globex, name: 'Globex', slug: 'globex', createdDaysAgo: 300 }, demoIds.hank, globexSkills, { visits: 1, firstDaysBefore: 5 });
   return { seeded: true, users: demoUsers };
 }
 
