@@ -2,7 +2,7 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
 import { transformer } from '../client/transformer.ts';
-import { scopeStatement } from '../db/queries/tenant-transaction.ts';
+import { withTenantTransaction as inTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import type { Context } from './context.ts';
 import { isValidSession } from './session.ts';
 
@@ -37,13 +37,13 @@ const requireSession = t.middleware(({ ctx, next }) => {
 
 /**
  * Runs the rest of the request in one transaction scoped to the caller: one parameterised set_config
- * statement (role, tenant, user; all transaction-local), then the procedure with the transaction as
- * ctx.db. tRPC's next() reports failure as a value, so a failed result is thrown to roll back.
+ * statement (role, tenant, user; all transaction-local; on Postgres pipelined with the procedure's first
+ * query), then the procedure with the transaction as ctx.db. tRPC's next() reports failure as a value,
+ * so a failed result is thrown to roll back.
  */
 const withTenantTransaction = requireSession.unstable_pipe(async ({ ctx, next }) => {
   const { tenantId, userId } = ctx.session;
-  return ctx.db.transaction(async (tx) => {
-    await tx.execute(scopeStatement({ role: ctx.appRole, tenantId, userId }));
+  return inTenantTransaction(ctx.db, { role: ctx.appRole, tenantId, userId }, async (tx) => {
     const result = await next({ ctx: { db: tx, viewer: { tenantId, userId } } });
     if (!result.ok) throw result.error;
     return result;

@@ -1,6 +1,6 @@
 // The request transaction: one transaction per request, switched to the app role and scoped to a tenant and user.
 import { sql } from 'drizzle-orm';
-import type { Database, Transaction } from '../client.ts';
+import { transactionWithSetup, type Database, type Transaction } from '../client.ts';
 
 export interface TenantScope {
   /** Role the statements run as (never a superuser or BYPASSRLS role). */
@@ -22,14 +22,15 @@ export function scopeStatement(scope: TenantScope) {
 /**
  * Runs `fn` in one transaction scoped to `scope`. If `fn` throws, the transaction rolls back and the
  * error propagates; the next transaction on the same pooled connection starts unscoped.
+ *
+ * On Postgres the scope statement is pipelined with fn's first query: sent ahead of it on the same
+ * connection, inside the open transaction, in one round trip. It stays a statement of its own, so the
+ * query is planned under the app role; and if it fails, the transaction is aborted before the query runs.
  */
 export async function withTenantTransaction<T>(
   db: Database,
   scope: TenantScope,
   fn: (tx: Transaction) => Promise<T>,
 ): Promise<T> {
-  return db.transaction(async (tx) => {
-    await tx.execute(scopeStatement(scope));
-    return fn(tx);
-  });
+  return transactionWithSetup(db, scopeStatement(scope), fn);
 }
