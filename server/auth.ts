@@ -1,4 +1,5 @@
 // Authentication: a pluggable Authenticator, and the default one for bearer JWTs (HS256, verified with jose).
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { sql } from 'drizzle-orm';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
@@ -23,8 +24,9 @@ export interface JwtAuthenticatorOptions {
 
 const bearer = /^Bearer\s+([A-Za-z0-9_\-.]+)$/i;
 
-export function secretKey(secret: string): Uint8Array {
-  return new TextEncoder().encode(secret);
+/** The HS256 key as a KeyObject, imported once rather than on every verification. */
+export function secretKey(secret: string): KeyObject {
+  return createSecretKey(Buffer.from(secret, 'utf8'));
 }
 
 /**

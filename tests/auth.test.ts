@@ -94,10 +94,10 @@ describe.each(engines)('auth over HTTP on $name', (engine) => {
   });
 
   it('accepts a valid token (any case of "Bearer"), and the call runs as that user', async () => {
-    const ok = await rawCall(server.trpcUrl, 'whatsNew', { token: validToken });
+    const ok = await rawCall(server.trpcUrl, 'whatsNew', { token: validToken, input: {} });
     expect(ok.status).toBe(200);
     expect(ok.body.result.data.json).toEqual({ items: [], nextCursor: null });
-    const lower = await rawCall(server.trpcUrl, 'whatsNew', { authorization: `bearer ${validToken}` });
+    const lower = await rawCall(server.trpcUrl, 'whatsNew', { authorization: `bearer ${validToken}`, input: {} });
     expect(lower.status).toBe(200);
     const recorded = await rawCall(server.trpcUrl, 'recordView', { method: 'POST', token: validToken, input: { skillId: a.skills.s! } });
     expect(recorded.status).toBe(200);
