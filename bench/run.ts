@@ -36,8 +36,8 @@ const usage = `usage: DATABASE_URL=postgres://… npm run bench -- [options]
   --pool N             database connections per pool, same for every mode (default 10, the server's default)
   --server-log LEVEL   info (as in production, to /dev/null) or silent (default info)
   --server-node-options="FLAGS"
-                       extra Node flags for the server process, e.g. "--max-semi-space-size=8" (default none:
-                       the server runs as npm start runs it)
+                       Node flags for the server process (default "--max-old-space-size=192", the heap
+                       limit npm start sets, so the server runs as npm start runs it)
   --client-fetch F     the HTTP client's fetch: lean (node:http keep-alive, see bench/lean-fetch.ts) or
                        global (Node's built-in fetch) (default lean)
   --procedures a,b     measure only these procedures (default all four)
@@ -74,7 +74,8 @@ function parseOptions(): Options {
       pool: { type: 'string', default: '10' },
       'server-log': { type: 'string', default: 'info' },
       'client-fetch': { type: 'string', default: 'lean' },
-      'server-node-options': { type: 'string', default: '' },
+      // Mirrors the heap limit `npm start` sets (package.json), so the http run measures the server as deployed.
+      'server-node-options': { type: 'string', default: '--max-old-space-size=192' },
       keep: { type: 'boolean', default: false },
       reuse: { type: 'boolean', default: false },
       procedures: { type: 'string', default: procedures.join(',') },
