@@ -128,15 +128,12 @@ function pipelinedTransaction(client: postgres.Sql, prepare: boolean): Transacti
       // drizzle's own transactions hand a TransactionSql to its session the same way.
       const session = new PostgresJsSession((prepare ? preparing(sql) : sql) as unknown as postgres.Sql, dialect, relational, {});
       const tx = new PostgresJsTransaction(dialect, session as never, relational) as unknown as Transaction;
-      let value: T;
       try {
-        value = await fn(tx);
-      } catch (err) {
-        await started; // a failed set-up is the cause; report it rather than what it broke
-        throw err;
+        return await fn(tx);
+      } finally {
+        // A failed set-up is the cause of whatever fn saw; its rejection here replaces fn's error.
+        await started;
       }
-      await started;
-      return value;
     });
     return result as T;
   };
