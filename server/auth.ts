@@ -16,8 +16,9 @@ export interface JwtAuthenticatorOptions {
   secret: string;
   db: Database;
   appRole: string;
-  /** How long a confirmed (tenant, user) pair is trusted without asking the database again. */
+  /** How long an accepted token is trusted without verifying it and asking the database again (never past its exp). */
   userCacheTtlMs?: number;
+  /** Most tokens remembered at once (the oldest is forgotten first). */
   userCacheSize?: number;
   now?: () => number;
 }
@@ -31,45 +32,55 @@ export function secretKey(secret: string): KeyObject {
 
 /**
  * Accepts `Authorization: Bearer <JWT>` signed HS256 with the secret, with `sub` (user id), `tid`
- * (tenant id) and `exp`. The user must exist in that tenant; the check runs under RLS as the app role
- * and is cached briefly, so a deleted user loses access within `userCacheTtlMs`.
+ * (tenant id) and `exp`. The user must exist in that tenant; the check runs under RLS as the app role.
+ *
+ * An accepted token is remembered, keyed by the whole token (signature included), until its `exp` or for
+ * `userCacheTtlMs`, whichever comes first, so a client's repeated calls skip the signature check and the
+ * database; a deleted user loses access within `userCacheTtlMs`. Rejections are never remembered.
  */
 export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authenticator {
   const key = secretKey(options.secret);
   const ttl = options.userCacheTtlMs ?? 30_000;
   const maxEntries = options.userCacheSize ?? 10_000;
   const now = options.now ?? Date.now;
-  const confirmed = new Map<string, number>();
+  const accepted = new Map<string, { session: Session; until: number }>();
 
-  async function userExists(session: Session): Promise<boolean> {
-    const cacheKey = `${session.tenantId}:${session.userId}`;
-    const until = confirmed.get(cacheKey);
-    if (until !== undefined && until > now()) return true;
-    const rows = await withTenantTransaction(options.db, { role: options.appRole, ...session }, (tx) =>
-      query(tx, sql`select 1 from users where tenant_id = ${session.tenantId}::uuid and id = ${session.userId}::uuid`),
-    );
-    if (rows.length === 0) {
-      confirmed.delete(cacheKey);
-      return false;
-    }
-    if (confirmed.size >= maxEntries) confirmed.delete(confirmed.keys().next().value as string);
-    confirmed.set(cacheKey, now() + ttl);
-    return true;
-  }
-
-  return async ({ headers }) => {
-    const match = bearer.exec(headers.authorization ?? '');
-    if (!match?.[1]) return null;
-    let payload;
+  async function verify(token: string, at: number): Promise<{ session: Session; exp: number } | null> {
     try {
-      ({ payload } = await jwtVerify(match[1], key, { algorithms: ['HS256'], requiredClaims: ['sub', 'tid', 'exp'] }));
+      const { payload } = await jwtVerify(token, key, {
+        algorithms: ['HS256'],
+        requiredClaims: ['sub', 'tid', 'exp'],
+        currentDate: new Date(at),
+      });
+      const session = { tenantId: payload.tid, userId: payload.sub };
+      return isValidSession(session) ? { session: Object.freeze(session), exp: payload.exp! * 1000 } : null;
     } catch (err) {
       if (err instanceof joseErrors.JOSEError) return null;
       throw err;
     }
-    const session = { tenantId: payload.tid, userId: payload.sub };
-    if (!isValidSession(session)) return null;
-    return (await userExists(session)) ? session : null;
+  }
+
+  async function userExists(session: Session): Promise<boolean> {
+    const rows = await withTenantTransaction(options.db, { role: options.appRole, ...session }, (tx) =>
+      query(tx, sql`select 1 from users where tenant_id = ${session.tenantId}::uuid and id = ${session.userId}::uuid`),
+    );
+    return rows.length > 0;
+  }
+
+  return async ({ headers }) => {
+    const token = bearer.exec(headers.authorization ?? '')?.[1];
+    if (!token) return null;
+    const at = now();
+    const known = accepted.get(token);
+    if (known) {
+      if (known.until > at) return known.session;
+      accepted.delete(token);
+    }
+    const verified = await verify(token, at);
+    if (!verified || !(await userExists(verified.session))) return null;
+    if (accepted.size >= maxEntries) accepted.delete(accepted.keys().next().value as string);
+    accepted.set(token, { session: verified.session, until: Math.min(verified.exp, at + ttl) });
+    return verified.session;
   };
 }
 
