@@ -1,6 +1,5 @@
 // The HTTP server: tRPC at /trpc, the tRPC panel at /panel (outside production), and /healthz.
 import { randomUUID } from 'node:crypto';
-import { fastifyTRPCPlugin, type FastifyTRPCPluginOptions } from '@trpc/server/adapters/fastify';
 import { sql } from 'drizzle-orm';
 import Fastify, { LogController, type FastifyServerOptions } from 'fastify';
 import { renderTrpcPanel } from 'trpc-ui-zod4';
@@ -8,6 +7,7 @@ import type { Database } from '../db/client.ts';
 import type { Authenticator } from './auth.ts';
 import { createContextFactory } from './context.ts';
 import { appRouter, type AppRouter } from './router.ts';
+import { trpcRoutes, type TrpcRouteOptions } from './trpc-fastify.ts';
 
 export interface ServerOptions {
   db: Database;
@@ -69,21 +69,19 @@ export function buildServer(options: ServerOptions) {
     );
   });
 
-  app.register(fastifyTRPCPlugin, {
+  app.register(trpcRoutes, {
     prefix: '/trpc',
-    trpcOptions: {
-      router: appRouter,
-      createContext: createContextFactory(options),
-      maxBatchSize: options.maxBatchSize ?? 50,
-      // Lets clients send queries as POST (long inputs); GET still works for curl and caches.
-      allowMethodOverride: true,
-      onError({ error, path, req }) {
-        // Expected client errors are not worth a stack trace; everything else is.
-        if (error.code === 'INTERNAL_SERVER_ERROR') req.log.error({ err: error.cause ?? error, procedure: path }, 'procedure failed');
-        else req.log.debug({ code: error.code, procedure: path }, 'procedure rejected');
-      },
-    } satisfies FastifyTRPCPluginOptions<AppRouter>['trpcOptions'],
-  });
+    router: appRouter,
+    createContext: createContextFactory(options),
+    maxBatchSize: options.maxBatchSize ?? 50,
+    // Lets clients send queries as POST (long inputs); GET still works for curl and caches.
+    allowMethodOverride: true,
+    onError({ error, path, req }) {
+      // Expected client errors are not worth a stack trace; everything else is.
+      if (error.code === 'INTERNAL_SERVER_ERROR') req.log.error({ err: error.cause ?? error, procedure: path }, 'procedure failed');
+      else req.log.debug({ code: error.code, procedure: path }, 'procedure rejected');
+    },
+  } satisfies TrpcRouteOptions<AppRouter> & { prefix: string });
 
   app.get('/healthz', async (_request, reply) => {
     try {

@@ -1,5 +1,5 @@
 // Request context in two layers: createContextInner is pure (tests, server-side callers); createContext reads HTTP.
-import type { CreateFastifyContextOptions } from '@trpc/server/adapters/fastify';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Database } from '../db/client.ts';
 import { DEFAULT_APP_ROLE } from '../db/migrate.ts';
 import type { Authenticator } from './auth.ts';
@@ -34,9 +34,9 @@ export interface HttpContextDeps {
   exposeErrors: boolean;
 }
 
-/** The fastify adapter's context factory: turns the request's credentials into a session. */
+/** The HTTP context factory: turns the request's credentials into a session. */
 export function createContextFactory(deps: HttpContextDeps) {
-  return async function createContext({ req }: CreateFastifyContextOptions): Promise<Context> {
+  return async function createContext({ req }: { req: { headers: IncomingHttpHeaders } }): Promise<Context> {
     const session = await deps.authenticate({ headers: req.headers });
     return createContextInner({ db: deps.db, session, appRole: deps.appRole, exposeErrors: deps.exposeErrors });
   };

@@ -105,6 +105,47 @@ describe.each(engines)('HTTP server on $name', (engine) => {
     await expect(fetch(`${slow.url}/healthz`)).rejects.toThrow();
   });
 
+  it('sends JSON answers whole, with a Content-Length (no chunked framing), batches and errors included', async () => {
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const single = await fetch(`${server.trpcUrl}/whatsNew?input=${encodeURIComponent(JSON.stringify({ json: {} }))}`, { headers });
+    const batch = await fetch(`${server.trpcUrl}/whatsNew,changeSummary?batch=1`, {
+      method: 'POST',
+      headers: { ...headers, 'x-trpc-method-override': 'POST' },
+      body: JSON.stringify({ 0: { json: {} }, 1: { json: { skillId: 'not-a-uuid' } } }),
+    });
+    const unauthorized = await fetch(`${server.trpcUrl}/whatsNew`);
+    for (const [res, status] of [[single, 200], [batch, 207], [unauthorized, 401]] as const) {
+      expect(res.status).toBe(status);
+      expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(res.headers.get('transfer-encoding')).toBeNull();
+      const text = await res.text();
+      expect(Number(res.headers.get('content-length'))).toBe(Buffer.byteLength(text));
+      expect(res.headers.get('x-request-id')).toBeTruthy();
+    }
+    const [ok, bad] = (await (
+      await fetch(`${server.trpcUrl}/whatsNew,changeSummary?batch=1`, {
+        method: 'POST',
+        headers: { ...headers, 'x-trpc-method-override': 'POST' },
+        body: JSON.stringify({ 0: { json: {} }, 1: { json: { skillId: 'not-a-uuid' } } }),
+      })
+    ).json()) as [any, any];
+    expect(ok.result.data.json).toEqual({ items: [], nextCursor: null });
+    expect(bad.error.json.data.code).toBe('BAD_REQUEST');
+  });
+
+  it('answers HEAD with 204 and an unsupported method with 405, without running anything', async () => {
+    const head = await fetch(`${server.trpcUrl}/whatsNew`, { method: 'HEAD', headers: { authorization: `Bearer ${token}` } });
+    expect(head.status).toBe(204);
+    const before = await countViews(server.db, t.tenantId);
+    const put = await fetch(`${server.trpcUrl}/recordView`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ json: { skillId: t.skills.s! } }),
+    });
+    expect(put.status).toBe(405);
+    expect(await countViews(server.db, t.tenantId)).toBe(before);
+  });
+
   it('gives an unknown procedure 404 NOT_FOUND', async () => {
     const res = await rawCall(server.trpcUrl, `noSuchProcedure${randomUUID().slice(0, 4)}`, { token });
     expect(res.status).toBe(404);
