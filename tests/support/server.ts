@@ -1,6 +1,5 @@
 // HTTP test servers: the real app (buildServer + JWT auth) on a random port, small apps for test-only routers, raw calls.
 import type { AnyRouter } from '@trpc/server';
-import { fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify from 'fastify';
 import { SignJWT } from 'jose';
 import { createClient, type SkillViewsClient } from '../../client/index.ts';
@@ -9,6 +8,7 @@ import { buildServer, type ServerOptions } from '../../server/app.ts';
 import { createJwtAuthenticator, secretKey, signToken, type Authenticator } from '../../server/auth.ts';
 import { createContextInner, type Context } from '../../server/context.ts';
 import type { Session } from '../../server/session.ts';
+import { trpcRoutes } from '../../server/trpc-fastify.ts';
 import type { TestEngine } from './engines.ts';
 import { APP_ROLE } from './factory.ts';
 
@@ -99,10 +99,7 @@ export async function startRouterServer(
   context: Parameters<typeof createContextInner>[0],
 ): Promise<{ url: string; close: () => Promise<void> }> {
   const app = Fastify({ logger: false });
-  await app.register(fastifyTRPCPlugin, {
-    prefix: '/trpc',
-    trpcOptions: { router, createContext: (): Context => createContextInner(context) },
-  });
+  await app.register(trpcRoutes, { prefix: '/trpc', router, createContext: async (): Promise<Context> => createContextInner(context) });
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
   return { url: `${address}/trpc`, close: () => app.close() };
 }
