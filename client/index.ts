@@ -3,7 +3,7 @@ import { createTRPCClient, httpBatchLink, TRPCClientError } from '@trpc/client';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 // Types only: the browser bundle must never pull server, database or Node code.
 import type { AppRouter } from '../server/router.ts';
-import { transformer } from './transformer.ts';
+import { createClientTransformer } from './transformer.ts';
 
 export type { AppRouter };
 export type RouterInputs = inferRouterInputs<AppRouter>;
@@ -25,7 +25,7 @@ export function createLinks(options: ClientOptions) {
   return [
     httpBatchLink<AppRouter>({
       url: options.url,
-      transformer,
+      transformer: createClientTransformer(),
       maxItems: options.maxBatchItems ?? 50,
       // Queries go as POST: 500 skill ids would not fit in a URL (Node refuses request heads over 16 KiB).
       methodOverride: 'POST',
