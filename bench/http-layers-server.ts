@@ -1,0 +1,100 @@
+// Child process of bench/http-layers.ts: one server variant, reporting its own CPU time on request.
+import Fastify from 'fastify';
+import { z } from 'zod';
+import { createDb } from '../db/client.ts';
+import { demoIds } from '../db/seed.ts';
+import { buildServer } from '../server/app.ts';
+import { createJwtAuthenticator } from '../server/auth.ts';
+import { createContextInner } from '../server/context.ts';
+import { createCaller } from '../server/router.ts';
+import { publicProcedure, router } from '../server/trpc.ts';
+import { trpcRoutes } from '../server/trpc-fastify.ts';
+
+export type Layer = 'fastify' | 'trpc' | 'caller' | 'app';
+export interface LayerServerConfig {
+  layer: Layer;
+  url: string;
+  secret: string;
+  appRole: string;
+}
+export type LayerRequest = { type: 'cpu' } | { type: 'run'; ms: number; concurrency: number } | { type: 'close' };
+export type LayerMessage = { type: 'ready'; address: string | null } | { type: 'cpu'; micros: number } | { type: 'ran'; calls: number };
+
+const config = JSON.parse(process.env.LAYER_SERVER_CONFIG ?? 'null') as LayerServerConfig | null;
+if (!config || !process.send) throw new Error('bench/http-layers-server.ts is started by bench/http-layers.ts');
+const send = (message: LayerMessage) => process.send!(message);
+
+/** What changeSummary answers for the demo call, so every layer serialises the same shape. */
+const sampleAnswer = {
+  skillId: demoIds.tsFundamentals,
+  firstView: false,
+  lastViewedAt: new Date('2026-01-02T03:04:05.678Z'),
+  lastViewedVersion: 1,
+  currentVersion: 3,
+  changes: [
+    { kind: 'version_bump', from: 1, to: 3 },
+    { kind: 'new_feedback', count: 2 },
+  ],
+};
+
+const handle = config.layer === 'fastify' || config.layer === 'trpc' ? null : createDb({ url: config.url });
+let address: string | null = null;
+let close = async () => {};
+
+if (config.layer === 'caller') {
+  // No HTTP at all: the same call through createCaller, driven from inside this process.
+  const session = { tenantId: demoIds.acme, userId: demoIds.ada };
+  process.on('message', (message: LayerRequest) => {
+    if (message.type !== 'run') return;
+    const deadline = performance.now() + message.ms;
+    let calls = 0;
+    void Promise.all(
+      Array.from({ length: message.concurrency }, async () => {
+        while (performance.now() < deadline) {
+          await createCaller(createContextInner({ db: handle!.db, session })).changeSummary({ skillId: demoIds.tsFundamentals });
+          calls++;
+        }
+      }),
+    ).then(() => send({ type: 'ran', calls }));
+  });
+} else {
+  const app =
+    config.layer === 'app'
+      ? buildServer({
+          db: handle!.db,
+          authenticate: createJwtAuthenticator({ secret: config.secret, db: handle!.db, appRole: config.appRole }),
+          appRole: config.appRole,
+          panel: false,
+          exposeErrors: false,
+          logger: false,
+        })
+      : Fastify({ logger: false });
+  if (config.layer === 'fastify') {
+    // The HTTP floor: Fastify answering a fixed body of the same size, no tRPC.
+    const body = JSON.stringify({ result: { data: { json: { ...sampleAnswer, lastViewedAt: sampleAnswer.lastViewedAt.toISOString() } } } });
+    app.post('/trpc/:path', async (_request, reply) => reply.type('application/json').send(body));
+  } else if (config.layer === 'trpc') {
+    // tRPC over HTTP with this app's initTRPC (superjson, error formatter) and route, and a procedure that does nothing.
+    const noop = router({ changeSummary: publicProcedure.input(z.strictObject({ skillId: z.uuid() })).query(() => sampleAnswer) });
+    await app.register(trpcRoutes, {
+      prefix: '/trpc',
+      router: noop,
+      createContext: async () => createContextInner({ db: null as never, session: null }),
+      allowMethodOverride: true,
+    });
+  }
+  address = await app.listen({ port: 0, host: '127.0.0.1' });
+  close = () => app.close();
+}
+
+process.on('message', (message: LayerRequest) => {
+  if (message.type === 'cpu') {
+    const { user, system } = process.cpuUsage();
+    send({ type: 'cpu', micros: user + system });
+  } else if (message.type === 'close') {
+    void close()
+      .then(() => handle?.close())
+      .finally(() => process.exit(0));
+  }
+});
+send({ type: 'ready', address });
