@@ -98,4 +98,15 @@ describe.each(engines)('viewsForSkills on $name', (engine) => {
   it('returns an empty Map when none of the skills were viewed', async () => {
     expect((await lookup([t.skills.unseen!, randomUUID()])).size).toBe(0);
   });
+
+  it('the primary key carries the view columns, so a user\'s views are read from the index alone', async () => {
+    const [pk] = await query<{ key_columns: number; columns: number; definition: string }>(
+      h.db,
+      sql`select i.indnkeyatts as key_columns, i.indnatts as columns, pg_get_indexdef(i.indexrelid) as definition
+          from pg_index i join pg_class c on c.oid = i.indexrelid
+          where c.relname = 'user_skill_views_pk' and i.indisprimary`,
+    );
+    expect(pk).toMatchObject({ key_columns: 3, columns: 7 });
+    expect(pk!.definition).toContain('(tenant_id, user_id, skill_id) INCLUDE (first_viewed_at, last_viewed_at, last_viewed_version, view_count)');
+  });
 });

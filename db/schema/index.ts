@@ -158,6 +158,7 @@ export const userSkillViews = pgTable(
     viewCount: integer().notNull().default(1),
   },
   (t) => [
+    // The primary key also INCLUDEs the view's columns (migration 0003; drizzle cannot declare INCLUDE), for index-only reads.
     primaryKey({ name: 'user_skill_views_pk', columns: [t.tenantId, t.userId, t.skillId] }),
     index('user_skill_views_user_last_viewed_idx').on(t.tenantId, t.userId, t.lastViewedAt),
     // Serves the cascade when a skill is deleted.
