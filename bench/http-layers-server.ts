@@ -1,4 +1,5 @@
 // Child process of bench/http-layers.ts: one server variant, reporting its own CPU time on request.
+import { fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify from 'fastify';
 import { z } from 'zod';
 import { createDb } from '../db/client.ts';
@@ -10,7 +11,7 @@ import { createCaller } from '../server/router.ts';
 import { publicProcedure, router } from '../server/trpc.ts';
 import { trpcRoutes } from '../server/trpc-fastify.ts';
 
-export type Layer = 'fastify' | 'trpc' | 'caller' | 'app';
+export type Layer = 'fastify' | 'trpc-official' | 'trpc' | 'caller' | 'app';
 export interface LayerServerConfig {
   layer: Layer;
   url: string;
@@ -37,7 +38,8 @@ const sampleAnswer = {
   ],
 };
 
-const handle = config.layer === 'fastify' || config.layer === 'trpc' ? null : createDb({ url: config.url });
+const noop = router({ changeSummary: publicProcedure.input(z.strictObject({ skillId: z.uuid() })).query(() => sampleAnswer) });
+const handle = config.layer === 'fastify' || config.layer.startsWith('trpc') ? null : createDb({ url: config.url });
 let address: string | null = null;
 let close = async () => {};
 
@@ -73,9 +75,14 @@ if (config.layer === 'caller') {
     // The HTTP floor: Fastify answering a fixed body of the same size, no tRPC.
     const body = JSON.stringify({ result: { data: { json: { ...sampleAnswer, lastViewedAt: sampleAnswer.lastViewedAt.toISOString() } } } });
     app.post('/trpc/:path', async (_request, reply) => reply.type('application/json').send(body));
+  } else if (config.layer === 'trpc-official') {
+    // The same, through tRPC's own Fastify plugin (which pipes the answer from a web stream), for comparison.
+    await app.register(fastifyTRPCPlugin, {
+      prefix: '/trpc',
+      trpcOptions: { router: noop, createContext: async () => createContextInner({ db: null as never, session: null }), allowMethodOverride: true },
+    });
   } else if (config.layer === 'trpc') {
     // tRPC over HTTP with this app's initTRPC (superjson, error formatter) and route, and a procedure that does nothing.
-    const noop = router({ changeSummary: publicProcedure.input(z.strictObject({ skillId: z.uuid() })).query(() => sampleAnswer) });
     await app.register(trpcRoutes, {
       prefix: '/trpc',
       router: noop,

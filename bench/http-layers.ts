@@ -1,7 +1,8 @@
 // `npm run bench:layers`: where the HTTP path's server CPU goes, layer by layer, for one read (changeSummary).
 //
 //   fastify  Fastify answering a fixed body of the same size: the HTTP floor, no tRPC
-//   trpc     this app's tRPC route and initTRPC (superjson, error formatter) with a procedure that does nothing
+//   trpc-official  tRPC's own Fastify plugin with this app's initTRPC (superjson, error formatter) and a no-op procedure
+//   trpc     the same no-op procedure through this app's tRPC route (server/trpc-fastify.ts)
 //   caller   the real changeSummary through createCaller, no HTTP (driven inside the child process)
 //   app      the real server (buildServer, JWT authenticator) answering the real changeSummary
 //
@@ -22,7 +23,7 @@ import type { Layer, LayerMessage, LayerRequest, LayerServerConfig } from './htt
 import { createDatabase, dropDatabase } from './seed.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const layers: Layer[] = ['fastify', 'trpc', 'caller', 'app'];
+const layers: Layer[] = ['fastify', 'trpc-official', 'trpc', 'caller', 'app'];
 const DATABASE = 'skillviews_bench_layers';
 
 const { values } = parseArgs({
@@ -142,7 +143,8 @@ try {
   }
   const trpcOverHttp = perCall('trpc', 'serverMicros') - perCall('fastify', 'serverMicros');
   const httpOverCaller = perCall('app', 'serverMicros') - perCall('caller', 'serverMicros');
-  console.log(`\ntRPC's HTTP handling over bare Fastify: ${trpcOverHttp.toFixed(0)} µs/call; the app over HTTP minus the same call through createCaller: ${httpOverCaller.toFixed(0)} µs/call.`);
+  console.log(`\nThe app's tRPC route / tRPC's Fastify plugin, server CPU per call: ${(perCall('trpc', 'serverMicros') / perCall('trpc-official', 'serverMicros')).toFixed(2)}.`);
+  console.log(`tRPC's HTTP handling over bare Fastify: ${trpcOverHttp.toFixed(0)} µs/call; the app over HTTP minus the same call through createCaller: ${httpOverCaller.toFixed(0)} µs/call.`);
 } finally {
   await dropDatabase(adminUrl, DATABASE);
 }
