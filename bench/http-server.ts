@@ -11,7 +11,7 @@ export interface ServerConfig {
   appRole: string;
   secret: string;
   logLevel: 'info' | 'silent';
-  /** The authenticator's user-exists cache; long enough that measured calls hit it (counted apart anyway). */
+  /** The authenticator's memory of accepted tokens (signature and user checks); long enough that measured calls hit it. */
   userCacheTtlMs: number;
 }
 

@@ -14,7 +14,7 @@ export type Procedure = (typeof procedures)[number];
 
 export const VIEWS_FOR_SKILLS_IDS = 100;
 export const WHATS_NEW_LIMIT = 20;
-/** Sessions drawn per run, shared by every mode; bounded so the HTTP server's user cache holds them all. */
+/** Sessions drawn per run, shared by every mode; bounded so the HTTP server's token cache holds them all. */
 export const MAX_SESSIONS = 2000;
 
 export interface Session {
