@@ -27,8 +27,9 @@ export function trpcRoutes<TRouter extends AnyRouter>(app: FastifyInstance, opti
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, parsed) => parsed(null, body));
 
   app.all<{ Params: { path: string } }>('/:path', async (req, reply) => {
+    // As the official plugin does: hand tRPC the body Fastify has already read (a string, or undefined).
     const incoming = req.raw as typeof req.raw & { body?: unknown };
-    if (req.body !== undefined) incoming.body = req.body;
+    incoming.body = req.body;
     const request = incomingMessageToRequest(incoming, reply.raw, { maxBodySize: null });
     const response = await resolveResponse<TRouter>({
       router: options.router,
