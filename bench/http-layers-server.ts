@@ -39,6 +39,8 @@ const sampleAnswer = {
 };
 
 const noop = router({ changeSummary: publicProcedure.input(z.strictObject({ skillId: z.uuid() })).query(() => sampleAnswer) });
+/** The no-op layers' context: no session and no database (the no-op procedure is public). */
+const noopContext = async () => createContextInner({ db: null as never, session: null });
 const handle = config.layer === 'fastify' || config.layer.startsWith('trpc') ? null : createDb({ url: config.url });
 let address: string | null = null;
 let close = async () => {};
@@ -79,14 +81,14 @@ if (config.layer === 'caller') {
     // The same, through tRPC's own Fastify plugin (which pipes the answer from a web stream), for comparison.
     await app.register(fastifyTRPCPlugin, {
       prefix: '/trpc',
-      trpcOptions: { router: noop, createContext: async () => createContextInner({ db: null as never, session: null }), allowMethodOverride: true },
+      trpcOptions: { router: noop, createContext: noopContext, allowMethodOverride: true },
     });
   } else if (config.layer === 'trpc') {
     // tRPC over HTTP with this app's initTRPC (superjson, error formatter) and route, and a procedure that does nothing.
     await app.register(trpcRoutes, {
       prefix: '/trpc',
       router: noop,
-      createContext: async () => createContextInner({ db: null as never, session: null }),
+      createContext: noopContext,
       allowMethodOverride: true,
     });
   }
