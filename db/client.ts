@@ -2,9 +2,10 @@
 import { createRequire } from 'node:module';
 import type { PGlite } from '@electric-sql/pglite';
 import { PgDialect, type PgDatabase, type PgQueryResultHKT, type PgTransaction } from 'drizzle-orm/pg-core';
-import { createTableRelationsHelpers, extractTablesRelationalConfig, type ExtractTablesWithRelations, type SQL } from 'drizzle-orm';
+import { createTableRelationsHelpers, extractTablesRelationalConfig, sql, type ExtractTablesWithRelations, type SQL } from 'drizzle-orm';
 import { drizzle as drizzlePostgres, PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
+import { lockDataDir } from './pglite-lock.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;
@@ -24,18 +25,48 @@ export type CreateDbOptions =
       poolSize?: number;
       /**
        * Run statements as named prepared statements, parsed and planned once per connection (default true).
-       * Turn off behind a pooler that cannot keep prepared statements across transactions.
+       * `false` makes every statement unnamed, the driver's own BEGIN, COMMIT and ROLLBACK included: required
+       * behind a transaction-mode pooler (PgBouncer), where each transaction may run on another server connection.
        */
       prepare?: boolean;
       /** Extra postgres.js options, merged over the defaults (instrumentation such as `debug`, tuning). */
       driverOptions?: postgres.Options<Record<string, postgres.PostgresType>>;
     }
   | {
-      /** PGlite data directory; omit or use 'memory://' for an in-memory database. */
+      /**
+       * PGlite data directory; omit or use 'memory://' for an in-memory database. A directory has one writer:
+       * opening one that another live process holds throws DataDirLockedError naming that process.
+       */
       pgliteDir?: string;
       /** An already open PGlite instance to wrap (tests share one). */
       pglite?: PGlite;
     };
+
+/** Options every engine takes. */
+export interface CommonDbOptions {
+  /**
+   * Longest time, in milliseconds, a request transaction may wait for a pooled connection and then run
+   * (default 10000). Enforced in JavaScript and, on Postgres, by the transaction-local `statement_timeout`
+   * and `idle_in_transaction_session_timeout` the scope statement sets. Past it: DatabaseUnavailableError.
+   */
+  requestTimeoutMs?: number;
+}
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+
+/**
+ * A request transaction could not get a connection, or did not finish, within its time limit. Nothing it did
+ * is committed. `code`: 'POOL_TIMEOUT' (no pooled connection became free in time) or 'REQUEST_TIMEOUT'.
+ */
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+  constructor(
+    readonly code: 'POOL_TIMEOUT' | 'REQUEST_TIMEOUT',
+    readonly timeoutMs: number,
+  ) {
+    super(code === 'POOL_TIMEOUT' ? `no database connection became free within ${timeoutMs} ms` : `the database did not answer within ${timeoutMs} ms`);
+  }
+}
 
 export interface DbHandle {
   db: Database;
@@ -46,17 +77,21 @@ export interface DbHandle {
   close: () => Promise<void>;
 }
 
-export function createDb(options: CreateDbOptions): DbHandle {
+export function createDb(options: CreateDbOptions & CommonDbOptions): DbHandle {
+  const timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   if ('url' in options) {
+    const prepare = options.prepare ?? true;
     const client = postgres(options.url, {
       max: options.poolSize ?? 10,
+      // The driver's own statements (BEGIN, COMMIT, ROLLBACK, savepoints) follow this, not only ours.
+      prepare,
       onnotice: () => {},
       connection: { application_name: 'skill-views' },
       ...options.driverOptions,
     });
-    const prepare = options.prepare ?? true;
     const db = drizzlePostgres({ client: prepare ? preparing(client) : client, schema, casing: 'snake_case' }) as unknown as Database;
     setupPipelines.set(db, pipelinedTransaction(client, prepare));
+    timeouts.set(db, timeoutMs);
     let closed = false;
     return {
       db,
@@ -70,14 +105,28 @@ export function createDb(options: CreateDbOptions): DbHandle {
     };
   }
   const embedded = loadPglite();
-  const pglite = options.pglite ?? new embedded.PGlite(options.pgliteDir ?? 'memory://');
+  const dir = options.pgliteDir && options.pgliteDir !== 'memory://' && !options.pgliteDir.startsWith('memory://') ? options.pgliteDir : null;
+  // Taken before PGlite opens the directory, so a second process never touches it.
+  const lock = !options.pglite && dir ? lockDataDir(dir) : null;
+  let pglite: PGlite;
+  try {
+    pglite = options.pglite ?? new embedded.PGlite(options.pgliteDir ?? 'memory://');
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
   const ownsClient = !options.pglite;
   const db = embedded.drizzle({ client: pglite, schema, casing: 'snake_case' }) as unknown as Database;
+  timeouts.set(db, timeoutMs);
   return {
     db,
     engine: 'pglite',
     close: async () => {
-      if (ownsClient && !pglite.closed) await pglite.close();
+      try {
+        if (ownsClient && !pglite.closed) await pglite.close();
+      } finally {
+        lock?.release();
+      }
     },
   };
 }
@@ -95,9 +144,65 @@ function loadPglite() {
   };
 }
 
-type TransactionWithSetup = <T>(setup: SQL, fn: (tx: Transaction) => Promise<T>) => Promise<T>;
+type TransactionWithSetup = <T>(setup: SQL, fn: (tx: Transaction) => Promise<T>, guard: Deadline) => Promise<T>;
 
 const setupPipelines = new WeakMap<Database, TransactionWithSetup>();
+const timeouts = new WeakMap<Database, number>();
+
+/** The request time limit of a database made by createDb, in milliseconds. */
+export function requestTimeoutOf(db: Database): number {
+  return timeouts.get(db) ?? DEFAULT_REQUEST_TIMEOUT_MS;
+}
+
+/** Thrown inside a transaction whose caller has already been answered, so it rolls back instead of committing. */
+class AbandonedTransaction extends Error {
+  override name = 'AbandonedTransaction';
+}
+
+/**
+ * The time limit of one transaction. `started()` is called once a connection is held; after the limit the
+ * caller is answered with DatabaseUnavailableError and the transaction, whenever it runs or finishes, rolls back.
+ */
+interface Deadline {
+  started: () => void;
+  /** Throws if the caller has been answered already; call before anything would commit. */
+  check: () => void;
+}
+
+function withDeadline<T>(timeoutMs: number, run: (deadline: Deadline) => Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let state: 'waiting' | 'running' | 'settled' = 'waiting';
+    const timer = setTimeout(() => {
+      if (state === 'settled') return;
+      const code = state === 'waiting' ? 'POOL_TIMEOUT' : 'REQUEST_TIMEOUT';
+      state = 'settled';
+      reject(new DatabaseUnavailableError(code, timeoutMs));
+    }, timeoutMs);
+    const deadline: Deadline = {
+      started: () => {
+        if (state === 'settled') throw new AbandonedTransaction('the caller stopped waiting before a connection was free');
+        state = 'running';
+      },
+      check: () => {
+        if (state === 'settled') throw new AbandonedTransaction('the caller stopped waiting; rolling back');
+      },
+    };
+    run(deadline).then(
+      (value) => {
+        clearTimeout(timer);
+        if (state === 'settled') return;
+        state = 'settled';
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (state === 'settled') return; // already answered; the transaction rolled back
+        state = 'settled';
+        reject(err);
+      },
+    );
+  });
+}
 
 /**
  * Runs `fn` in one transaction whose first statement is `setup`, a statement of its own. On postgres.js the
@@ -105,13 +210,26 @@ const setupPipelines = new WeakMap<Database, TransactionWithSetup>();
  * first query in one round trip. Both run inside the already open transaction (BEGIN has completed); if the
  * set-up fails, the transaction is aborted, so every later statement fails too, and the set-up's error is thrown.
  * If `fn` throws, the transaction rolls back. Other databases run the set-up, wait for it, then run `fn`.
+ *
+ * Bounded by the database's request time limit (createDb's `requestTimeoutMs`): waiting for a connection and
+ * running together take at most that long, else DatabaseUnavailableError and nothing is committed.
  */
-export function transactionWithSetup<T>(db: Database, setup: SQL, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+export function transactionWithSetup<T>(
+  db: Database,
+  setup: SQL,
+  fn: (tx: Transaction) => Promise<T>,
+  { timeoutMs = requestTimeoutOf(db) }: { timeoutMs?: number } = {},
+): Promise<T> {
   const pipelined = setupPipelines.get(db);
-  if (pipelined) return pipelined(setup, fn);
-  return db.transaction(async (tx) => {
-    await tx.execute(setup);
-    return fn(tx);
+  return withDeadline(timeoutMs, (deadline) => {
+    if (pipelined) return pipelined(setup, fn, deadline);
+    return db.transaction(async (tx) => {
+      deadline.started();
+      await tx.execute(setup);
+      const result = await fn(tx);
+      deadline.check();
+      return result;
+    });
   });
 }
 
@@ -120,20 +238,24 @@ function pipelinedTransaction(client: postgres.Sql, prepare: boolean): Transacti
   const dialect = new PgDialect({ casing: 'snake_case' });
   const tables = extractTablesRelationalConfig(schema, createTableRelationsHelpers);
   const relational = { fullSchema: schema, schema: tables.tables, tableNamesMap: tables.tableNamesMap };
-  return async <T>(setup: SQL, fn: (tx: Transaction) => Promise<T>): Promise<T> => {
+  return async <T>(setup: SQL, fn: (tx: Transaction) => Promise<T>, deadline: Deadline): Promise<T> => {
     const { sql: text, params } = dialect.sqlToQuery(setup);
     const result = await client.begin(async (sql) => {
+      deadline.started();
       // Queries reach the connection in the order they are executed: this one goes first, before fn runs.
       const started = sql.unsafe(text, params as never[], { prepare }).execute();
       // drizzle's own transactions hand a TransactionSql to its session the same way.
       const session = new PostgresJsSession((prepare ? preparing(sql) : sql) as unknown as postgres.Sql, dialect, relational, {});
       const tx = new PostgresJsTransaction(dialect, session as never, relational) as unknown as Transaction;
+      let value: T;
       try {
-        return await fn(tx);
+        value = await fn(tx);
       } finally {
         // A failed set-up is the cause of whatever fn saw; its rejection here replaces fn's error.
         await started;
       }
+      deadline.check();
+      return value;
     });
     return result as T;
   };
@@ -162,6 +284,23 @@ function preparing<S extends postgres.Sql | postgres.TransactionSql>(sql: S): S 
       return value;
     },
   });
+}
+
+/**
+ * Transaction-local settings every transaction of the module pins, so a database or role configured otherwise
+ * (`datestyle = 'SQL, DMY'`, another TimeZone, a schema that shadows ours first in search_path) gives the same
+ * answers: timestamps parse as ISO text in UTC and unqualified names resolve to the public schema only
+ * (pg_catalog is always searched first; pg_temp is put last so a temporary table cannot shadow ours).
+ * Transaction-local rather than startup parameters, which PgBouncer refuses for most of these.
+ */
+export const pinnedSettings = sql.raw(
+  `set_config('search_path', 'public, pg_temp', true), set_config('DateStyle', 'ISO, MDY', true), ` +
+    `set_config('IntervalStyle', 'postgres', true), set_config('TimeZone', 'UTC', true)`,
+);
+
+/** Pins the session settings (see pinnedSettings) for the rest of transaction `tx`. */
+export async function pinSettings(tx: Executor): Promise<void> {
+  await tx.execute(sql`select ${pinnedSettings}`);
 }
 
 /** Rows of a raw `execute()` result, whichever driver produced it. */

@@ -94,7 +94,7 @@ describe.each(engines)('injection-shaped ids on $name', (engine) => {
       const rendered = dialect.sqlToQuery(scopeStatement({ role: APP_ROLE, tenantId: value, userId: value }));
       expect(rendered.sql).not.toContain(value);
       expect(rendered.sql).not.toMatch(/drop table|'1'='1|aaaa/i);
-      expect(rendered.params).toEqual([APP_ROLE, value, value]);
+      expect(rendered.params).toEqual([APP_ROLE, value, value, '10000', '10000']); // then statement and idle-in-transaction timeouts (ms)
       // The same text whatever the values: one statement shape, values only in parameters.
       const benign = dialect.sqlToQuery(scopeStatement({ role: 'r', tenantId: 't', userId: 'u' }));
       expect(rendered.sql).toBe(benign.sql);
