@@ -8,4 +8,6 @@ export default defineConfig({
   casing: 'snake_case',
   // Roles are created by our custom migration, not by drizzle-kit.
   entities: { roles: false },
+  // The module's own journal (db/migrate.ts), so `drizzle-kit migrate` and a host app's drizzle journal agree with it.
+  migrations: { table: 'skill_views_migrations', schema: 'drizzle' },
 });

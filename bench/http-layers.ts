@@ -49,7 +49,7 @@ process.on('exit', () => current?.kill());
 const url = await createDatabase(adminUrl, DATABASE);
 try {
   const handle = createDb({ url });
-  await migrate(handle, DEFAULT_APP_ROLE);
+  await migrate(handle, { appRole: DEFAULT_APP_ROLE });
   await seedDemo(handle.db);
   await handle.close();
 

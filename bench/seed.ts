@@ -104,7 +104,7 @@ export async function seed(url: string, scale: Scale, appRole: string): Promise<
   let t0 = performance.now();
   const handle = createDb({ url, poolSize: 1 });
   try {
-    await migrate(handle, appRole);
+    await migrate(handle, { appRole: appRole });
   } finally {
     await handle.close();
   }

@@ -1,54 +1,159 @@
-// Applies all migrations to a database on either engine and makes sure the application role exists with its grants.
+// Applies the migrations in one transaction under a transaction-scoped lock, with their own journal, then grants the app role.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
-import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
-import type { PgliteDatabase } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
-import { createDb, type DbHandle } from './client.ts';
+import { createDb, pinSettings, rowsOf, type Database, type DbHandle, type Executor } from './client.ts';
 
 export const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
 export const DEFAULT_APP_ROLE = 'skillviews_app';
+/**
+ * The journal of applied migrations, `drizzle.skill_views_migrations`: drizzle's schema for journals, but not
+ * its default table (`__drizzle_migrations`), so a host app's own drizzle migrations never clash with ours.
+ * Outside `public`, where every table is one of the module's RLS-forced tables.
+ */
+export const MIGRATIONS_TABLE = 'drizzle.skill_views_migrations';
 
-// Serialises concurrent migrators (several server instances starting at once) on one database.
+// Serialises concurrent migrators on one database: pg_advisory_xact_lock, released when the transaction ends,
+// so it is safe through a transaction pooler and never left held by an idle pooled backend.
 const MIGRATION_LOCK_KEY = 7_364_219_001;
 
+export interface MigrationFile {
+  /** File name without .sql, e.g. 0001_rls_force_role_grants. */
+  tag: string;
+  /** drizzle-kit's `when` (ms since the epoch): the migration's identity in the journal, as drizzle keeps it. */
+  createdAt: number;
+  /** sha256 of the file. */
+  hash: string;
+  statements: string[];
+}
+
+/** The migrations in drizzle-kit's folder layout (meta/_journal.json and one .sql file per entry), in order. */
+export function readMigrations(folder = migrationsFolder): MigrationFile[] {
+  const journal = JSON.parse(readFileSync(path.join(folder, 'meta', '_journal.json'), 'utf8')) as {
+    entries: { tag: string; when: number }[];
+  };
+  return journal.entries.map(({ tag, when }) => {
+    const text = readFileSync(path.join(folder, `${tag}.sql`), 'utf8');
+    return {
+      tag,
+      createdAt: when,
+      hash: createHash('sha256').update(text).digest('hex'),
+      statements: text.split('--> statement-breakpoint').filter((s) => s.trim() !== ''),
+    };
+  });
+}
+
+export interface MigrateOptions {
+  /** Role requests run as (DB_APP_ROLE): created if missing and the owner may, then granted what it needs. */
+  appRole?: string;
+  /**
+   * Postgres only: the connection to migrate over (DATABASE_DIRECT_URL); default the handle's URL. Any URL
+   * works, a transaction pooler included, since everything runs in one transaction.
+   */
+  url?: string;
+}
+
+export interface MigrateResult {
+  /** Tags applied by this call (empty when the database was up to date). */
+  applied: string[];
+}
+
 /**
- * Applies pending migrations (already applied ones are skipped), then ensures `appRole`
- * exists with least-privilege grants. Run it with the owner's connection, never the app role.
+ * Applies pending migrations, then ensures the application role exists with least-privilege grants. Run it as
+ * the owner of the tables, never as the app role. Everything happens in one transaction that first takes a
+ * transaction-scoped advisory lock: concurrent migrators (several servers starting together) wait for each
+ * other and then find nothing to do, and a failure leaves the database as it was.
+ *
+ * The owner needs neither SUPERUSER nor CREATEROLE when the role already exists and the owner is a member of
+ * it (README, "Managed Postgres"); otherwise the error names the SQL a DBA should run.
  */
-export async function migrate(handle: DbHandle, appRole: string = DEFAULT_APP_ROLE): Promise<void> {
+export async function migrate(handle: DbHandle, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const appRole = options.appRole ?? DEFAULT_APP_ROLE;
+  const migrations = readMigrations();
   if (handle.engine === 'pglite') {
-    await migratePglite(handle.db as unknown as PgliteDatabase, { migrationsFolder });
-    await handle.db.execute(sql`select skillviews_ensure_app_role(${appRole})`);
-    return;
+    return handle.db.transaction((tx) => applyAll(tx, migrations, appRole));
   }
-  if (!handle.url) throw new Error('a postgres handle needs its url to migrate');
-  // One dedicated connection: the advisory lock is held by a session, and every statement must use it.
-  const client = postgres(handle.url, { max: 1, onnotice: () => {} });
+  const url = options.url ?? handle.url;
+  if (!url) throw new Error('a postgres handle needs its url to migrate');
+  // One connection of its own, unnamed statements only: works directly and through a transaction pooler.
+  const client = postgres(url, { max: 1, prepare: false, onnotice: () => {}, connection: { application_name: 'skill-views migrate' } });
   try {
-    await client`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
-    const db = drizzlePostgres({ client });
-    await migratePostgres(db, { migrationsFolder });
-    await db.execute(sql`select skillviews_ensure_app_role(${appRole})`);
-    await client`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+    const db = drizzlePostgres({ client }) as unknown as Database;
+    return await db.transaction((tx) => applyAll(tx, migrations, appRole));
   } finally {
     await client.end({ timeout: 5 });
   }
 }
 
-// `npm run db:migrate`: migrate DATABASE_URL, or the embedded database in PGLITE_DIR.
+async function applyAll(tx: Executor, migrations: MigrationFile[], appRole: string): Promise<MigrateResult> {
+  await pinSettings(tx); // unqualified names in the migrations resolve to public, whatever the database's search_path
+  await tx.execute(sql`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+  // drizzle's journal columns (id, hash, created_at), so drizzle-kit reads it too, plus the tag for people.
+  await tx.execute(sql.raw('create schema if not exists drizzle'));
+  await tx.execute(
+    sql.raw(`create table if not exists ${MIGRATIONS_TABLE} (
+      id serial primary key,
+      hash text not null,
+      created_at bigint not null unique,
+      tag text,
+      applied_at timestamptz not null default now()
+    )`),
+  );
+  await adoptDrizzleJournal(tx, migrations);
+  const done = new Set(
+    rowsOf<{ created_at: string | number }>(await tx.execute(sql.raw(`select created_at from ${MIGRATIONS_TABLE}`))).map((r) =>
+      Number(r.created_at),
+    ),
+  );
+  const applied: string[] = [];
+  for (const migration of migrations) {
+    if (done.has(migration.createdAt)) continue;
+    for (const statement of migration.statements) await tx.execute(sql.raw(statement));
+    await tx.execute(
+      sql`insert into drizzle.skill_views_migrations (hash, created_at, tag) values (${migration.hash}, ${migration.createdAt}, ${migration.tag})`,
+    );
+    applied.push(migration.tag);
+  }
+  await tx.execute(sql`select public.skillviews_ensure_app_role(${appRole})`);
+  return { applied };
+}
+
+/**
+ * Databases migrated before the module kept its own journal recorded its migrations in drizzle's default
+ * table (drizzle.__drizzle_migrations). The first time, those entries that are ours (same created_at) are
+ * copied, so nothing is applied twice; the old table is left alone (a host app may use it).
+ */
+async function adoptDrizzleJournal(tx: Executor, migrations: MigrationFile[]) {
+  const [ours] = rowsOf<{ n: number | string }>(await tx.execute(sql.raw(`select count(*) as n from ${MIGRATIONS_TABLE}`)));
+  if (Number(ours?.n ?? 0) > 0) return;
+  const [old] = rowsOf<{ exists: boolean }>(await tx.execute(sql`select to_regclass('drizzle.__drizzle_migrations') is not null as exists`));
+  if (!old?.exists) return;
+  const seen = new Set(
+    rowsOf<{ created_at: string | number }>(await tx.execute(sql.raw('select created_at from drizzle.__drizzle_migrations'))).map((r) =>
+      Number(r.created_at),
+    ),
+  );
+  for (const migration of migrations) {
+    if (!seen.has(migration.createdAt)) continue;
+    await tx.execute(
+      sql`insert into drizzle.skill_views_migrations (hash, created_at, tag) values (${migration.hash}, ${migration.createdAt}, ${migration.tag})`,
+    );
+  }
+}
+
+// `npm run db:migrate`: migrate DATABASE_DIRECT_URL (else DATABASE_URL), or the embedded database in PGLITE_DIR.
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const { loadConfig } = await import('../server/config.ts');
   const config = loadConfig();
-  const handle = config.DATABASE_URL
-    ? createDb({ url: config.DATABASE_URL, poolSize: 1 })
-    : createDb({ pgliteDir: config.PGLITE_DIR });
+  const url = config.DATABASE_DIRECT_URL ?? config.DATABASE_URL;
+  const handle = url ? createDb({ url, poolSize: 1, prepare: false }) : createDb({ pgliteDir: config.PGLITE_DIR });
   try {
-    await migrate(handle, config.DB_APP_ROLE);
-    console.log(`migrated ${handle.engine} database`);
+    const { applied } = await migrate(handle, { appRole: config.DB_APP_ROLE });
+    console.log(applied.length ? `applied ${applied.join(', ')} to the ${handle.engine} database` : `the ${handle.engine} database is up to date`);
   } finally {
     await handle.close();
   }

@@ -2,19 +2,27 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { eq, sql } from 'drizzle-orm';
-import type { Database, Transaction } from './client.ts';
+import { pinnedSettings, type Database, type Transaction } from './client.ts';
 import { skillFeedback, skills, skillVersions, tenants, userSkillViews, users } from './schema/index.ts';
 
 const DAY = 24 * 60 * 60 * 1000;
 const daysAgo = (days: number) => new Date(Date.now() - days * DAY);
 
 /**
- * Runs `fn` as the connecting (owner) role inside one tenant. Tables force row-level security, so even
- * the owner writes only with the tenant set; a superuser login simply bypasses it.
+ * Runs `fn` as the connecting (owner) role inside one tenant, with the session settings pinned. Tables force
+ * row-level security, so even the owner writes only with the tenant set (a superuser login simply bypasses
+ * it); view rows are personal, so writing them also needs `userId`, the user whose views they are.
  */
-export async function asOwnerInTenant<T>(db: Database, tenantId: string, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+export async function asOwnerInTenant<T>(
+  db: Database,
+  tenantId: string,
+  fn: (tx: Transaction) => Promise<T>,
+  { userId }: { userId?: string } = {},
+): Promise<T> {
   return db.transaction(async (tx) => {
-    await tx.execute(sql`select set_config('app.current_tenant_id', ${tenantId}, true)`);
+    await tx.execute(
+      sql`select set_config('app.current_tenant_id', ${tenantId}, true), set_config('app.current_user_id', ${userId ?? ''}, true), ${pinnedSettings}`,
+    );
     return fn(tx);
   });
 }
@@ -246,7 +254,7 @@ async function seedDemoTenant(
         );
       }
     }
-  });
+  }, { userId: viewerId });
 }
 
 /** Seeds the demo tenants once; returns seeded: false when they already exist. */
@@ -267,9 +275,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
   const { createDb } = await import('./client.ts');
   const { migrate } = await import('./migrate.ts');
   const config = loadConfig();
-  const handle = config.DATABASE_URL ? createDb({ url: config.DATABASE_URL, poolSize: 1 }) : createDb({ pgliteDir: config.PGLITE_DIR });
+  const handle = config.DATABASE_URL
+    ? createDb({ url: config.DATABASE_URL, poolSize: 1, prepare: config.DB_PREPARE })
+    : createDb({ pgliteDir: config.PGLITE_DIR });
   try {
-    await migrate(handle, config.DB_APP_ROLE);
+    await migrate(handle, { appRole: config.DB_APP_ROLE, url: config.DATABASE_DIRECT_URL });
     const result = await seedDemo(handle.db);
     console.log(result.seeded ? 'seeded the demo tenants' : 'demo tenants already present; nothing to do');
   } finally {

@@ -8,7 +8,7 @@ ALTER TABLE "skill_feedback" FORCE ROW LEVEL SECURITY;--> statement-breakpoint
 ALTER TABLE "user_skill_views" FORCE ROW LEVEL SECURITY;--> statement-breakpoint
 -- Creates (if missing) the role requests run as and grants it only what the procedures need.
 -- The role name is a parameter so deployments can choose it (DB_APP_ROLE); db/migrate.ts calls this
--- again with the configured name. An existing role is never altered: the start-up check reports
+-- with the configured name after the migrations (no migration names a role: see 0004). An existing role is never altered: the start-up check reports
 -- a role that is a superuser or may bypass RLS instead of silently "fixing" it.
 CREATE OR REPLACE FUNCTION "skillviews_ensure_app_role"(role_name text) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -32,7 +32,6 @@ BEGIN
 END
 $$;--> statement-breakpoint
 REVOKE ALL ON FUNCTION "skillviews_ensure_app_role"(text) FROM PUBLIC;--> statement-breakpoint
-SELECT "skillviews_ensure_app_role"('skillviews_app');--> statement-breakpoint
 -- updated_at moves only when content changes (name, description or the published version),
 -- never for other column updates; an explicit new updated_at is kept (imports, backfills).
 CREATE OR REPLACE FUNCTION "skills_touch_updated_at"() RETURNS trigger
