@@ -1,11 +1,15 @@
 // The HTTP server: tRPC at /trpc, the tRPC panel at /panel (outside production), and /healthz.
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
 import { sql } from 'drizzle-orm';
-import Fastify, { LogController, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyServerOptions } from 'fastify';
 import { renderTrpcPanel } from 'trpc-ui-zod4';
-import type { Database } from '../db/client.ts';
+import { requestTimeoutOf, type Database } from '../db/client.ts';
+import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import type { Authenticator } from './auth.ts';
 import { createContextFactory } from './context.ts';
+import { isMissingPreparedStatement, RETRY_AFTER_SECONDS, transportErrorBody } from './errors.ts';
 import { appRouter, type AppRouter } from './router.ts';
 import { trpcRoutes, type TrpcRouteOptions } from './trpc-fastify.ts';
 
@@ -15,7 +19,7 @@ export interface ServerOptions {
   appRole: string;
   /** Serve the tRPC panel at /panel (never in production). */
   panel: boolean;
-  /** Show internal error messages and stacks to clients (development only). */
+  /** Show internal error messages and stacks to clients (EXPOSE_ERRORS=true; local debugging only). */
   exposeErrors: boolean;
   /** pino options, or false for no logs. */
   logger?: FastifyServerOptions['logger'];
@@ -28,6 +32,24 @@ const requestIdPattern = /^[A-Za-z0-9_.:-]{1,64}$/;
 export function buildServer(options: ServerOptions) {
   const app = Fastify({
     logger: options.logger ?? false,
+    // Malformed requests Node rejects before Fastify sees them (header too large, bad request line): answered
+    // in tRPC's error shape, and logged like any other request.
+    clientErrorHandler(err, socket) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      (this as unknown as { log: FastifyBaseLogger }).log.info(
+        { statusCode: status, outcome: 'error', reason: code ?? 'client error' },
+        'request rejected before routing',
+      );
+      if (!socket.writable || (err as { code?: string }).code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      const body = transportErrorBody(status === 431 ? 'BAD_REQUEST' : status === 408 ? 'TIMEOUT' : 'BAD_REQUEST', transportMessage(status), status);
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    },
     // Fastify's own per-request lines are replaced by the single line logged in onResponse below.
     logController: new LogController({ disableRequestLogging: true }),
     // Keep a caller's request id when it looks like one, so logs can be joined across services.
@@ -48,13 +70,14 @@ export function buildServer(options: ServerOptions) {
 
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (reply.statusCode === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
     if (closing) reply.header('connection', 'close');
   });
 
   // One line per request: no headers (so no tokens) and no inputs, just what ran and how it went.
   app.addHook('onResponse', async (request, reply) => {
     const path = request.url.split('?')[0] ?? '';
-    const procedures = path.startsWith('/trpc/') ? decodeURIComponent(path.slice('/trpc/'.length)).split(',') : undefined;
+    const procedures = path.startsWith('/trpc/') ? procedureNames(path.slice('/trpc/'.length)) : undefined;
     const statusCode = reply.statusCode;
     request.log.info(
       {
@@ -78,20 +101,48 @@ export function buildServer(options: ServerOptions) {
     allowMethodOverride: true,
     onError({ error, path, req }) {
       // Expected client errors are not worth a stack trace; everything else is.
-      if (error.code === 'INTERNAL_SERVER_ERROR') req.log.error({ err: error.cause ?? error, procedure: path }, 'procedure failed');
-      else req.log.debug({ code: error.code, procedure: path }, 'procedure rejected');
+      if (error.code === 'INTERNAL_SERVER_ERROR') {
+        const hint = isMissingPreparedStatement(error.cause)
+          ? 'a prepared statement is missing on the server connection: behind a transaction pooler (PgBouncer) set DB_PREPARE=false'
+          : undefined;
+        req.log.error({ err: error.cause ?? error, procedure: path, hint }, 'procedure failed');
+      } else if (error.code === 'SERVICE_UNAVAILABLE') {
+        req.log.warn({ err: error.cause ?? error, procedure: path }, 'database unavailable');
+      } else req.log.debug({ code: error.code, procedure: path }, 'procedure rejected');
     },
   } satisfies TrpcRouteOptions<AppRouter> & { prefix: string });
 
-  app.get('/healthz', async (_request, reply) => {
+  // Healthy only when a real request transaction works: a pooled connection, the role switch, the scope
+  // statement and a read under RLS (a tenant that cannot exist, so it reads nothing), within HEALTH_TIMEOUT_MS.
+  app.get('/healthz', async (request, reply) => {
     try {
-      await options.db.execute(sql`select 1`);
+      await withTenantTransaction(
+        options.db,
+        { role: options.appRole, tenantId: HEALTH_PROBE_ID, userId: HEALTH_PROBE_ID },
+        (tx) => tx.execute(sql`select (select count(*) from skills where tenant_id = ${HEALTH_PROBE_ID}::uuid) + (select count(*) from user_skill_views where tenant_id = ${HEALTH_PROBE_ID}::uuid) as n`),
+        { timeoutMs: Math.min(HEALTH_TIMEOUT_MS, requestTimeoutOf(options.db)) },
+      );
       return { status: 'ok' };
     } catch (err) {
-      app.log.error({ err }, 'health check failed');
+      request.log.error({ err }, 'health check failed');
       return reply.code(503).send({ status: 'unavailable' });
     }
   });
+
+  // Every error Fastify or Node raises outside tRPC (body too large, bad content type, malformed URL, …) gets
+  // tRPC's error shape, and its internal text stays out of the answer.
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    const code = trpcCodeForStatus(status);
+    return reply
+      .code(status)
+      .type('application/json')
+      .send(transportErrorBody(code, status >= 500 && !options.exposeErrors ? 'Internal server error' : transportMessage(status, error), status));
+  });
+  app.setNotFoundHandler((_request, reply) =>
+    reply.code(404).type('application/json').send(transportErrorBody('NOT_FOUND', 'No such route', 404)),
+  );
 
   if (options.panel) {
     let html: string | undefined;
@@ -110,4 +161,47 @@ export function buildServer(options: ServerOptions) {
   }
 
   return app;
+}
+
+/** A tenant and user id no row can have (the nil uuid): the health check's read finds nothing by design. */
+const HEALTH_PROBE_ID = '00000000-0000-0000-0000-000000000000';
+/** /healthz answers within this (ms) even when the database hangs, so a load balancer's check never times out. */
+const HEALTH_TIMEOUT_MS = 1500;
+
+/** The procedure names of a tRPC path (`a,b` for a batch), never throwing: a malformed URL still gets its log line. */
+function procedureNames(raw: string): string[] {
+  let decoded = raw;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    // keep it raw
+  }
+  return decoded.split(',').map((name) => name.slice(0, 100)).slice(0, 60);
+}
+
+function trpcCodeForStatus(status: number): TRPC_ERROR_CODE_KEY {
+  switch (status) {
+    case 401: return 'UNAUTHORIZED';
+    case 403: return 'FORBIDDEN';
+    case 404: return 'NOT_FOUND';
+    case 405: return 'METHOD_NOT_SUPPORTED';
+    case 408: return 'TIMEOUT';
+    case 413: return 'PAYLOAD_TOO_LARGE';
+    case 415: return 'UNSUPPORTED_MEDIA_TYPE';
+    case 429: return 'TOO_MANY_REQUESTS';
+    case 503: return 'SERVICE_UNAVAILABLE';
+    default: return status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
+  }
+}
+
+/** A message for a transport error, from its status alone (Fastify's and Node's texts are not for clients). */
+function transportMessage(status: number, error?: FastifyError): string {
+  switch (status) {
+    case 413: return 'Request body too large (the limit is 1 MiB)';
+    case 414: return 'Request URL too long: send long inputs as POST';
+    case 415: return 'Unsupported content type: send application/json';
+    case 431: return 'Request headers or URL too large (Node allows 16 KiB): send long inputs as POST';
+    case 408: return 'Request timed out';
+    default: return error?.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? 'Empty JSON body' : (STATUS_CODES[status] ?? 'Bad request');
+  }
 }

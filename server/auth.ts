@@ -8,8 +8,14 @@ import { query } from '../db/queries/rows.ts';
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import { isValidSession, type Session } from './session.ts';
 
-/** Turns a request's credentials into a session, or null for an anonymous or invalid caller. */
-export type Authenticator = (request: { headers: IncomingHttpHeaders }) => Promise<Session | null>;
+/**
+ * Turns a request's credentials into a session, or null for an anonymous or invalid caller. An authenticator
+ * that remembers sessions may offer `revoke(session)`: the server calls it when the database shows the user is
+ * gone, so the next call with the same token is checked again (and refused).
+ */
+export type Authenticator = ((request: { headers: IncomingHttpHeaders }) => Promise<Session | null>) & {
+  revoke?: (session: Session) => void;
+};
 
 export interface JwtAuthenticatorOptions {
   /** HS256 key (AUTH_SECRET). */
@@ -67,7 +73,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     return rows.length > 0;
   }
 
-  return async ({ headers }) => {
+  const authenticate: Authenticator = async ({ headers }) => {
     const token = bearer.exec(headers.authorization ?? '')?.[1];
     if (!token) return null;
     const at = now();
@@ -82,6 +88,12 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     accepted.set(token, { session: verified.session, until: Math.min(verified.exp, at + ttl) });
     return verified.session;
   };
+  authenticate.revoke = (session) => {
+    for (const [token, entry] of accepted) {
+      if (entry.session.tenantId === session.tenantId && entry.session.userId === session.userId) accepted.delete(token);
+    }
+  };
+  return authenticate;
 }
 
 /** Signs a token for a session (demo users, tests, scripts). */

@@ -5,16 +5,34 @@ const roleName = /^[a-z_][a-z0-9_$]{0,62}$/;
 
 const emptyAsUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 
+const postgresUrl = z
+  .string()
+  .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL');
+
+/** `true`/`false` (also 1/0, yes/no, on/off), case-insensitive; anything else is an error naming the variable. */
+const flag = (fallback: boolean) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' ? emptyAsUndefined(v.trim().toLowerCase()) : v),
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], { message: 'must be true or false' })
+      .default(fallback ? 'true' : 'false')
+      .transform((v) => v === 'true' || v === '1' || v === 'yes' || v === 'on'),
+  );
+
 export const configSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-    DATABASE_URL: z.preprocess(
-      emptyAsUndefined,
-      z
-        .string()
-        .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
-        .optional(),
-    ),
+    DATABASE_URL: z.preprocess(emptyAsUndefined, postgresUrl.optional()),
+    /** A session-mode connection (not through a transaction pooler) for migrations; defaults to DATABASE_URL. */
+    DATABASE_DIRECT_URL: z.preprocess(emptyAsUndefined, postgresUrl.optional()),
+    /** Apply pending migrations at start (default true); `npm run db:migrate` runs them otherwise. */
+    MIGRATE_ON_START: flag(true),
+    /** Named prepared statements (default true); false behind a transaction-mode pooler such as PgBouncer. */
+    DB_PREPARE: flag(true),
+    /** Longest wait, in milliseconds, for a pooled connection and for each statement; past it, 503. */
+    REQUEST_TIMEOUT_MS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(100).max(600_000).default(10_000)),
+    /** Send internal error details (messages, stacks) to clients; for local debugging only. */
+    EXPOSE_ERRORS: flag(false),
     PGLITE_DIR: z.preprocess(emptyAsUndefined, z.string().default('.data/pglite')),
     PORT: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(65535).default(3000)),
     HOST: z.preprocess(emptyAsUndefined, z.string().default('127.0.0.1')),
@@ -33,6 +51,9 @@ export const configSchema = z
     ),
   })
   .superRefine((c, ctx) => {
+    if (c.DATABASE_DIRECT_URL && !c.DATABASE_URL) {
+      ctx.addIssue({ code: 'custom', path: ['DATABASE_DIRECT_URL'], message: 'needs DATABASE_URL as well' });
+    }
     if (c.NODE_ENV === 'production' && !c.AUTH_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['AUTH_SECRET'], message: 'is required when NODE_ENV=production' });
     }

@@ -12,8 +12,10 @@ export interface ContextInnerOptions {
   session: Session | null;
   /** Role request transactions switch to; defaults to skillviews_app. */
   appRole?: string;
-  /** Show internal error messages and stacks to clients (development only). */
+  /** Show internal error messages and stacks to clients (EXPOSE_ERRORS=true; local debugging only). */
   exposeErrors?: boolean;
+  /** Called when the database shows the session's user no longer exists (the authenticator forgets it). */
+  revokeSession?: (session: Session) => void;
 }
 
 export function createContextInner(opts: ContextInnerOptions) {
@@ -22,6 +24,7 @@ export function createContextInner(opts: ContextInnerOptions) {
     session: opts.session,
     appRole: opts.appRole ?? DEFAULT_APP_ROLE,
     exposeErrors: opts.exposeErrors ?? false,
+    revokeSession: opts.revokeSession,
   };
 }
 
@@ -38,6 +41,12 @@ export interface HttpContextDeps {
 export function createContextFactory(deps: HttpContextDeps) {
   return async function createContext({ req }: { req: { headers: IncomingHttpHeaders } }): Promise<Context> {
     const session = await deps.authenticate({ headers: req.headers });
-    return createContextInner({ db: deps.db, session, appRole: deps.appRole, exposeErrors: deps.exposeErrors });
+    return createContextInner({
+      db: deps.db,
+      session,
+      appRole: deps.appRole,
+      exposeErrors: deps.exposeErrors,
+      revokeSession: deps.authenticate.revoke,
+    });
   };
 }

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyServerOptions } from 'fastify';
 import { createDb, type DbHandle } from '../db/client.ts';
 import { migrate } from '../db/migrate.ts';
+import { DataDirLockedError } from '../db/pglite-lock.ts';
 import { seedDemo, type DemoUser } from '../db/seed.ts';
 import { buildServer } from './app.ts';
 import { createJwtAuthenticator, signToken, type Authenticator } from './auth.ts';
@@ -46,10 +47,16 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const embedded = !config.DATABASE_URL;
   if (embedded) await mkdir(path.resolve(config.PGLITE_DIR), { recursive: true });
   const handle = config.DATABASE_URL
-    ? createDb({ url: config.DATABASE_URL, poolSize: config.DB_POOL_SIZE })
-    : createDb({ pgliteDir: config.PGLITE_DIR });
+    ? createDb({
+        url: config.DATABASE_URL,
+        poolSize: config.DB_POOL_SIZE,
+        prepare: config.DB_PREPARE,
+      })
+    : createDb({ pgliteDir: config.PGLITE_DIR, requestTimeoutMs: config.REQUEST_TIMEOUT_MS });
   try {
-    await migrate(handle, config.DB_APP_ROLE);
+    if (config.MIGRATE_ON_START || embedded) {
+      await migrate(handle, { appRole: config.DB_APP_ROLE, url: config.DATABASE_DIRECT_URL });
+    }
     await assertRlsEnforced(handle.db, config.DB_APP_ROLE);
     const demo = embedded ? await seedDemo(handle.db) : null;
     const secret = await resolveAuthSecret(config);
@@ -58,7 +65,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       authenticate: options.authenticate ?? createJwtAuthenticator({ secret, db: handle.db, appRole: config.DB_APP_ROLE }),
       appRole: config.DB_APP_ROLE,
       panel: config.NODE_ENV !== 'production',
-      exposeErrors: config.NODE_ENV === 'development',
+      exposeErrors: config.EXPOSE_ERRORS,
       logger: options.logger ?? { level: config.LOG_LEVEL, redact: ['req.headers.authorization'] },
     });
     const address = await app.listen({ port: config.PORT, host: config.HOST });
@@ -98,7 +105,7 @@ async function main() {
   try {
     server = await start(config);
   } catch (err) {
-    if (err instanceof UnsafeDatabaseError) {
+    if (err instanceof UnsafeDatabaseError || err instanceof DataDirLockedError) {
       console.error(err.message);
       process.exit(1);
     }

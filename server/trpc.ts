@@ -1,28 +1,18 @@
 // All tRPC set-up: one initTRPC, the error formatter, and the only procedure builders routers may use.
 import { initTRPC, TRPCError } from '@trpc/server';
-import { ZodError } from 'zod';
 import { transformer } from '../client/transformer.ts';
 import { withTenantTransaction as inTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import type { Context } from './context.ts';
+import { formatError, isMissingUser, toClientError } from './errors.ts';
 import { isValidSession } from './session.ts';
 
 /**
- * 1. Initialisation. The error formatter adds zod issues to BAD_REQUEST input errors and, unless the
- * context allows it (development), hides internal messages and stacks: database errors carry SQL.
+ * 1. Initialisation. The error formatter (server/errors.ts) adds zod issues to BAD_REQUEST input errors and,
+ * unless the context allows it (EXPOSE_ERRORS=true), hides internal messages and stacks: database errors carry SQL.
  */
 const t = initTRPC.context<Context>().create({
   transformer,
-  errorFormatter({ shape, error, ctx }) {
-    const expose = ctx?.exposeErrors ?? false;
-    const zodIssues = error.code === 'BAD_REQUEST' && error.cause instanceof ZodError ? error.cause.issues : null;
-    const internal = error.code === 'INTERNAL_SERVER_ERROR';
-    const { stack: _stack, ...data } = shape.data;
-    return {
-      ...shape,
-      message: internal && !expose ? 'Internal server error' : shape.message,
-      data: { ...data, ...(expose ? { stack: _stack } : {}), zodIssues },
-    };
-  },
+  errorFormatter: ({ shape, error, ctx }) => formatError({ shape, error, expose: ctx?.exposeErrors ?? false }),
 });
 
 /** 2. Middleware. */
@@ -37,21 +27,44 @@ const requireSession = t.middleware(({ ctx, next }) => {
 
 /**
  * Runs the rest of the request in one transaction scoped to the caller: one parameterised set_config
- * statement (role, tenant, user; all transaction-local; on Postgres pipelined with the procedure's first
- * query), then the procedure with the transaction as ctx.db. tRPC's next() reports failure as a value,
- * so a failed result is thrown to roll back.
+ * statement (role, tenant, user, time limits, pinned settings; all transaction-local; on Postgres pipelined
+ * with the procedure's first query), then the procedure with the transaction as ctx.db. tRPC's next() reports
+ * failure as a value, so a failed result is thrown to roll back. Failures are mapped to what the caller can
+ * act on (server/errors.ts): a deleted user is UNAUTHORIZED (and their cached token is dropped), timeouts and
+ * lost connections are SERVICE_UNAVAILABLE.
  */
-const withTenantTransaction = requireSession.unstable_pipe(async ({ ctx, next }) => {
-  const { tenantId, userId } = ctx.session;
-  return inTenantTransaction(ctx.db, { role: ctx.appRole, tenantId, userId }, async (tx) => {
-    const result = await next({ ctx: { db: tx, viewer: { tenantId, userId } } });
-    if (!result.ok) throw result.error;
-    return result;
-  });
+const withTenantTransaction = t.middleware(async ({ ctx, next }) => {
+  const session = ctx.session;
+  if (!session || !isValidSession(session)) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'Sign in to continue' });
+  const { tenantId, userId } = session;
+  try {
+    return await inTenantTransaction(ctx.db, { role: ctx.appRole, tenantId, userId }, async (tx) => {
+      const result = await next({ ctx: { session, db: tx, viewer: { tenantId, userId } } });
+      if (!result.ok) throw result.error;
+      return result;
+    });
+  } catch (err) {
+    if (isMissingUser(err)) ctx.revokeSession?.(session);
+    throw toClientError(err);
+  }
 });
 
 /** 3. The building blocks routers may use; nothing else is exported, so nothing bypasses the middleware. */
 export const router = t.router;
 export const publicProcedure = t.procedure;
-export const tenantProcedure = t.procedure.use(withTenantTransaction);
 export const createCallerFactory = t.createCallerFactory;
+
+const authenticated = t.procedure.use(requireSession);
+const inTransaction = authenticated.use(withTenantTransaction);
+
+/**
+ * The builder for every procedure that reads or writes the caller's data: `tenantProcedure.input(schema)`
+ * then `.query()` / `.mutation()`. The session is checked first, then the input is validated, and only then
+ * is a connection taken and the request transaction opened, so a bad input never reaches the database.
+ */
+export const tenantProcedure = {
+  input: <TSchema extends Parameters<typeof authenticated.input>[0]>(schema: TSchema) =>
+    authenticated.input(schema).use(withTenantTransaction),
+  query: inTransaction.query.bind(inTransaction) as typeof inTransaction.query,
+  mutation: inTransaction.mutation.bind(inTransaction) as typeof inTransaction.mutation,
+};

@@ -156,7 +156,7 @@ describe.each(engines)('auth over HTTP on $name', (engine) => {
       authenticate: async () => session,
     });
     try {
-      const res = await rawCall(broken.trpcUrl, 'whatsNew');
+      const res = await rawCall(broken.trpcUrl, 'whatsNew', { input: {} });
       expect(res.status).toBe(500);
       expect(errorOf(res).message).toBe('Internal server error');
       expect(res.text).not.toContain('sv_role_that_does_not_exist');

@@ -27,7 +27,29 @@ describe('loadConfig', () => {
       HOST: '127.0.0.1',
       DB_APP_ROLE: 'skillviews_app',
       DB_POOL_SIZE: 10,
+      DB_PREPARE: true,
+      MIGRATE_ON_START: true,
+      REQUEST_TIMEOUT_MS: 10_000,
+      EXPOSE_ERRORS: false,
       LOG_LEVEL: 'info',
+    });
+  });
+
+  it('reads the deployment switches: flags in any common spelling, the direct URL, the time limit', () => {
+    const config = loadConfig({
+      DATABASE_URL: 'postgres://app@pgbouncer:6432/skills',
+      DATABASE_DIRECT_URL: 'postgres://owner@db:5432/skills',
+      DB_PREPARE: 'FALSE',
+      MIGRATE_ON_START: '0',
+      EXPOSE_ERRORS: 'on',
+      REQUEST_TIMEOUT_MS: '2500',
+    });
+    expect(config).toMatchObject({
+      DATABASE_DIRECT_URL: 'postgres://owner@db:5432/skills',
+      DB_PREPARE: false,
+      MIGRATE_ON_START: false,
+      EXPOSE_ERRORS: true,
+      REQUEST_TIMEOUT_MS: 2500,
     });
   });
 
@@ -57,6 +79,13 @@ describe('loadConfig', () => {
     ['AUTH_SECRET', { AUTH_SECRET: 'too-short' }],
     ['DB_POOL_SIZE', { DB_POOL_SIZE: '0' }],
     ['NODE_ENV', { NODE_ENV: 'staging' }],
+    ['DATABASE_DIRECT_URL', { DATABASE_URL: 'postgres://a@b/c', DATABASE_DIRECT_URL: 'mysql://a@b/c' }],
+    ['DATABASE_DIRECT_URL', { DATABASE_DIRECT_URL: 'postgres://a@b/c' }],
+    ['DB_PREPARE', { DB_PREPARE: 'maybe' }],
+    ['MIGRATE_ON_START', { MIGRATE_ON_START: '2' }],
+    ['EXPOSE_ERRORS', { EXPOSE_ERRORS: 'yes please' }],
+    ['REQUEST_TIMEOUT_MS', { REQUEST_TIMEOUT_MS: '10s' }],
+    ['REQUEST_TIMEOUT_MS', { REQUEST_TIMEOUT_MS: '5' }],
   ] as [string, NodeJS.ProcessEnv][])('rejects a bad %s, naming it: %j', (variable, env) => {
     const error = configError(env);
     expect(error.message).toMatch(/^Invalid configuration:/);
