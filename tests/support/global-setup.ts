@@ -7,6 +7,7 @@ import postgres from 'postgres';
 import type { TestProject } from 'vitest/node';
 import { createDb } from '../../db/client.ts';
 import { migrate } from '../../db/migrate.ts';
+import { findPgBouncer, startPgBouncer, type PgBouncer } from './pgbouncer.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -14,6 +15,8 @@ declare module 'vitest' {
     pgUrl: string | null;
     /** A migrated PGlite data directory dump that suites load instead of migrating again. */
     pgliteTemplate: string;
+    /** pgUrl through a real PgBouncer in transaction mode (null without Postgres or without pgbouncer installed). */
+    pgbouncerUrl: string | null;
   }
 }
 
@@ -30,6 +33,7 @@ export default async function setup(project: TestProject) {
 
   const baseUrl = process.env.DATABASE_URL;
   let dropDatabase: (() => Promise<void>) | null = null;
+  let bouncer: PgBouncer | null = null;
   if (baseUrl) {
     const name = `skillviews_test_${Date.now()}_${process.pid}`;
     const admin = postgres(baseUrl, { max: 1, onnotice: () => {} });
@@ -40,15 +44,26 @@ export default async function setup(project: TestProject) {
     await migrate(pg);
     await pg.close();
     project.provide('pgUrl', url.toString());
+    // The reliability suites need a transaction pooler; CI installs PgBouncer and sets REQUIRE_PGBOUNCER=1.
+    if (findPgBouncer()) {
+      bouncer = await startPgBouncer(url.toString(), { poolSize: 4 });
+      project.provide('pgbouncerUrl', bouncer.urlFor(url.toString()));
+    } else if (process.env.REQUIRE_PGBOUNCER === '1') {
+      throw new Error('REQUIRE_PGBOUNCER=1 but pgbouncer is not installed (apt-get install -y pgbouncer)');
+    } else {
+      project.provide('pgbouncerUrl', null);
+    }
     dropDatabase = async () => {
       await admin.unsafe(`drop database if exists "${name}" with (force)`);
       await admin.end();
     };
   } else {
     project.provide('pgUrl', null);
+    project.provide('pgbouncerUrl', null);
   }
 
   return async () => {
+    await bouncer?.stop();
     await dropDatabase?.();
     await rm(tmp, { recursive: true, force: true });
   };
