@@ -1,0 +1,141 @@
+// Bounded waits: a held lock or an exhausted pool answers 503 with Retry-After within REQUEST_TIMEOUT_MS, /healthz within 2 s, and recovers.
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, type DbHandle } from '../db/client.ts';
+import { engines } from './support/engines.ts';
+import { createTenant, skillSpec, type TenantFixture } from './support/factory.ts';
+import { errorOf, rawCall, startTestServer, tokenFor, type TestServer } from './support/server.ts';
+
+const postgresEngine = engines.find((e) => e.name === 'postgres');
+const TIMEOUT_MS = 1500;
+
+/** Holds `lock table … in access exclusive mode` in an open transaction on its own connection until release(). */
+async function holdLock(url: string, table: string) {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => (locked = r));
+  const done = sql.begin(async (tx) => {
+    await tx.unsafe(`lock table ${table} in access exclusive mode`);
+    locked();
+    await released;
+  });
+  await isLocked;
+  return {
+    release: async () => {
+      release();
+      await done;
+      await sql.end();
+    },
+  };
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const started = performance.now();
+  const value = await fn();
+  return { value, ms: performance.now() - started };
+}
+
+describe.skipIf(!postgresEngine)('bounded waits on postgres (REQUEST_TIMEOUT_MS = 1500)', () => {
+  let handle: DbHandle;
+  let server: TestServer;
+  let t: TenantFixture;
+  let token: string;
+  let admin: postgres.Sql;
+
+  beforeAll(async () => {
+    handle = createDb({ url: postgresEngine!.url!, poolSize: 3, requestTimeoutMs: TIMEOUT_MS });
+    server = await startTestServer(postgresEngine!, { handle });
+    const setup = await postgresEngine!.open();
+    t = await createTenant(setup.db, { skills: [skillSpec('s')] });
+    await setup.close();
+    token = await tokenFor({ tenantId: t.tenantId, userId: t.userIds[0]! });
+    admin = postgres(postgresEngine!.url!, { max: 1, onnotice: () => {} });
+    // Warm the token cache so the lock below only blocks the procedures, not authentication.
+    expect((await rawCall(server.trpcUrl, 'changeSummary', { input: { skillId: t.skills.s }, token })).status).toBe(200);
+  });
+  afterAll(async () => {
+    await server?.close();
+    await handle?.close();
+    await admin?.end();
+  });
+
+  it('with a table lock held, calls answer 503 SERVICE_UNAVAILABLE with Retry-After within the limit, /healthz 503 within 2 s, and both recover after release', async () => {
+    const lock = await holdLock(postgresEngine!.url!, 'skills');
+    try {
+      const calls = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          timed(async () => {
+            const res = await fetch(`${server.trpcUrl}/${i % 2 ? 'changeSummary' : 'recordView'}`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+              body: JSON.stringify({ json: { skillId: t.skills.s } }),
+            });
+            return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.json() };
+          }),
+        ),
+      );
+      for (const { value, ms } of calls) {
+        expect(value.status).toBe(503);
+        expect(value.retryAfter).toMatch(/^\d+$/);
+        expect(value.body.error.json.data.code).toBe('SERVICE_UNAVAILABLE');
+        expect(JSON.stringify(value.body)).not.toMatch(/statement timeout|canceling|lock|skills/i);
+        // Six calls on a pool of three: the last ones wait for a connection, all within the same limit.
+        expect(ms).toBeLessThan(TIMEOUT_MS + 700);
+        expect(ms).toBeGreaterThan(TIMEOUT_MS - 300);
+      }
+      const health = await timed(() => fetch(`${server.url}/healthz`));
+      expect(health.value.status).toBe(503);
+      expect(health.ms).toBeLessThan(2000);
+    } finally {
+      await lock.release();
+    }
+    // Nothing was left behind: no backend of ours inside a transaction, no view written.
+    const [stuck] = await admin`select count(*)::int as n from pg_stat_activity where datname = current_database()
+      and application_name = 'skill-views' and state like 'idle in transaction%'`;
+    expect(stuck!.n).toBe(0);
+    const [views] = await admin`select count(*)::int as n from user_skill_views where tenant_id = ${t.tenantId}`;
+    expect(views!.n).toBe(0);
+    // Recovery: the next calls succeed at once.
+    const after = await timed(() => rawCall(server.trpcUrl, 'recordView', { method: 'POST', input: { skillId: t.skills.s }, token }));
+    expect(after.value.status).toBe(200);
+    expect(after.ms).toBeLessThan(1000);
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+  });
+
+  it('the statement timeout is enforced in Postgres too: the backend is free again right after the limit, not when the lock goes', async () => {
+    const lock = await holdLock(postgresEngine!.url!, 'skills');
+    try {
+      const res = await rawCall(server.trpcUrl, 'recordView', { method: 'POST', input: { skillId: t.skills.s }, token });
+      expect(res.status).toBe(503);
+      // Within a moment of the answer, no backend of ours still waits on the lock.
+      await expect
+        .poll(
+          async () =>
+            (await admin`select count(*)::int as n from pg_stat_activity where datname = current_database()
+              and application_name = 'skill-views' and wait_event_type = 'Lock'`)[0]!.n,
+          { timeout: 1500, interval: 100 },
+        )
+        .toBe(0);
+    } finally {
+      await lock.release();
+    }
+  });
+});
+
+describe.each(engines)('/healthz runs a real request transaction on $name', (engine) => {
+  it('answers 503 when the role switch fails (while `select 1` would still work)', async () => {
+    const broken = await startTestServer(engine, { appRole: 'sv_role_that_does_not_exist' });
+    try {
+      const res = await fetch(`${broken.url}/healthz`);
+      expect(res.status).toBe(503);
+      expect(await res.json()).toEqual({ status: 'unavailable' });
+      expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+      const call = await rawCall(broken.trpcUrl, 'whatsNew', { input: {}, token: 'x' });
+      expect(errorOf(call).data.code).toBe('UNAUTHORIZED');
+    } finally {
+      await broken.close();
+    }
+  });
+});
