@@ -28,7 +28,7 @@ export interface RunningServer {
 }
 
 /** Outside production a missing AUTH_SECRET gets a random one kept beside the embedded data, so tokens survive restarts. */
-async function resolveAuthSecret(config: Config): Promise<string> {
+export async function resolveAuthSecret(config: Config): Promise<string> {
   if (config.AUTH_SECRET) return config.AUTH_SECRET;
   const file = path.join(path.dirname(path.resolve(config.PGLITE_DIR)), 'dev-auth-secret');
   try {
@@ -51,6 +51,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         url: config.DATABASE_URL,
         poolSize: config.DB_POOL_SIZE,
         prepare: config.DB_PREPARE,
+        requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
       })
     : createDb({ pgliteDir: config.PGLITE_DIR, requestTimeoutMs: config.REQUEST_TIMEOUT_MS });
   try {
