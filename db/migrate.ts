@@ -57,6 +57,24 @@ export interface MigrateOptions {
   url?: string;
 }
 
+/** Migrating failed; nothing was applied. The message carries Postgres's own message and hint (e.g. the SQL a DBA should run). */
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+}
+
+/** The Postgres error (message, hint) under drizzle's "Failed query" wrapper, as one readable message. */
+function migrationError(err: unknown): MigrationError {
+  for (let current: unknown = err, depth = 0; current && depth < 5; depth++) {
+    const e = current as { code?: unknown; message?: unknown; hint?: unknown; cause?: unknown };
+    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) {
+      const hint = typeof e.hint === 'string' && e.hint ? `\n${e.hint}` : '';
+      return new MigrationError(`Migration failed, nothing was applied: ${String(e.message)}${hint}`, { cause: err });
+    }
+    current = e.cause;
+  }
+  return new MigrationError(`Migration failed, nothing was applied: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
 export interface MigrateResult {
   /** Tags applied by this call (empty when the database was up to date). */
   applied: string[];
@@ -75,7 +93,9 @@ export async function migrate(handle: DbHandle, options: MigrateOptions = {}): P
   const appRole = options.appRole ?? DEFAULT_APP_ROLE;
   const migrations = readMigrations();
   if (handle.engine === 'pglite') {
-    return handle.db.transaction((tx) => applyAll(tx, migrations, appRole));
+    return handle.db.transaction((tx) => applyAll(tx, migrations, appRole)).catch((err: unknown) => {
+      throw migrationError(err);
+    });
   }
   const url = options.url ?? handle.url;
   if (!url) throw new Error('a postgres handle needs its url to migrate');
@@ -84,6 +104,8 @@ export async function migrate(handle: DbHandle, options: MigrateOptions = {}): P
   try {
     const db = drizzlePostgres({ client }) as unknown as Database;
     return await db.transaction((tx) => applyAll(tx, migrations, appRole));
+  } catch (err) {
+    throw migrationError(err);
   } finally {
     await client.end({ timeout: 5 });
   }
@@ -154,6 +176,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
   try {
     const { applied } = await migrate(handle, { appRole: config.DB_APP_ROLE });
     console.log(applied.length ? `applied ${applied.join(', ')} to the ${handle.engine} database` : `the ${handle.engine} database is up to date`);
+  } catch (err) {
+    if (!(err instanceof MigrationError)) throw err;
+    console.error(err.message);
+    process.exitCode = 1;
   } finally {
     await handle.close();
   }

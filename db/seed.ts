@@ -273,7 +273,7 @@ export async function seedDemo(db: Database): Promise<DemoSeed> {
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const { loadConfig } = await import('../server/config.ts');
   const { createDb } = await import('./client.ts');
-  const { migrate } = await import('./migrate.ts');
+  const { migrate, MigrationError } = await import('./migrate.ts');
   const config = loadConfig();
   const handle = config.DATABASE_URL
     ? createDb({ url: config.DATABASE_URL, poolSize: 1, prepare: config.DB_PREPARE })
@@ -282,6 +282,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
     await migrate(handle, { appRole: config.DB_APP_ROLE, url: config.DATABASE_DIRECT_URL });
     const result = await seedDemo(handle.db);
     console.log(result.seeded ? 'seeded the demo tenants' : 'demo tenants already present; nothing to do');
+  } catch (err) {
+    if (!(err instanceof MigrationError)) throw err;
+    console.error(err.message);
+    process.exitCode = 1;
   } finally {
     await handle.close();
   }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyServerOptions } from 'fastify';
 import { createDb, type DbHandle } from '../db/client.ts';
-import { migrate } from '../db/migrate.ts';
+import { migrate, MigrationError } from '../db/migrate.ts';
 import { DataDirLockedError } from '../db/pglite-lock.ts';
 import { seedDemo, type DemoUser } from '../db/seed.ts';
 import { buildServer } from './app.ts';
@@ -106,7 +106,7 @@ async function main() {
   try {
     server = await start(config);
   } catch (err) {
-    if (err instanceof UnsafeDatabaseError || err instanceof DataDirLockedError) {
+    if (err instanceof UnsafeDatabaseError || err instanceof DataDirLockedError || err instanceof MigrationError) {
       console.error(err.message);
       process.exit(1);
     }

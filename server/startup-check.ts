@@ -1,13 +1,13 @@
-// Start-up self-check: as the application role, prove row-level security cannot be bypassed, or refuse to start.
+// Start-up self-check: as the application role, prove row-level security cannot be bypassed and the pinned session settings hold, or refuse to start.
 import { sql } from 'drizzle-orm';
-import type { Database } from '../db/client.ts';
+import { pinnedSettings, type Database } from '../db/client.ts';
 import { query } from '../db/queries/rows.ts';
 import { rlsTables } from '../db/schema/index.ts';
 
 export class UnsafeDatabaseError extends Error {
   override name = 'UnsafeDatabaseError';
   constructor(readonly problems: string[]) {
-    super(`Refusing to start: row-level security could be bypassed.\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    super(`Refusing to start: row-level security could be bypassed or queries would misread data.\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
 
@@ -17,6 +17,18 @@ interface RoleRow {
   rolbypassrls: boolean;
   owned: string[] | string | null;
 }
+
+interface SessionRow {
+  datestyle: string;
+  intervalstyle: string;
+  timezone: string;
+  search_path: string;
+  /** Schema each of the module's table names resolves to under the pinned search_path. */
+  resolved: { name: string; schema: string | null }[] | string;
+}
+
+/** What every transaction of the module pins (db/client.ts pinnedSettings), as Postgres reports it back. */
+const expectedSession = { datestyle: 'ISO, MDY', intervalstyle: 'postgres', timezone: 'UTC', search_path: 'public, pg_temp' };
 
 interface TableRow {
   relname: string;
@@ -28,9 +40,21 @@ interface TableRow {
 export async function findRlsProblems(db: Database, appRole: string): Promise<string[]> {
   const problems: string[] = [];
   let role: RoleRow | undefined;
+  let session: SessionRow | undefined;
   try {
     role = await db.transaction(async (tx) => {
-      await tx.execute(sql`select set_config('role', ${appRole}, true)`);
+      await tx.execute(sql`select set_config('role', ${appRole}, true), ${pinnedSettings}`);
+      session = (
+        await query<SessionRow>(
+          tx,
+          sql`select current_setting('DateStyle') as datestyle, current_setting('IntervalStyle') as intervalstyle,
+                     current_setting('TimeZone') as timezone, current_setting('search_path') as search_path,
+                     (select json_agg(json_build_object('name', t.name, 'schema',
+                        (select n.nspname from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                          where c.oid = to_regclass(t.name))))
+                      from unnest(${`{${rlsTables.join(',')}}`}::text[]) as t(name)) as resolved`,
+        )
+      )[0];
       const rows = await query<RoleRow>(
         tx,
         sql`select current_user as role, r.rolsuper, r.rolbypassrls,
@@ -49,6 +73,8 @@ export async function findRlsProblems(db: Database, appRole: string): Promise<st
   const owned = Array.isArray(role.owned) ? role.owned : role.owned ? [role.owned] : [];
   if (owned.length > 0) problems.push(`application role "${appRole}" owns tables (${owned.join(', ')}); owners can disable RLS`);
 
+  problems.push(...sessionProblems(session));
+
   const tables = await query<TableRow>(
     db,
     sql`select c.relname, c.relrowsecurity, c.relforcerowsecurity from pg_class c
@@ -60,6 +86,24 @@ export async function findRlsProblems(db: Database, appRole: string): Promise<st
     if (!table) problems.push(`table ${name} is missing (run the migrations)`);
     else if (!table.relrowsecurity) problems.push(`table ${name} does not have row-level security enabled`);
     else if (!table.relforcerowsecurity) problems.push(`table ${name} does not force row-level security`);
+  }
+  return problems;
+}
+
+/**
+ * The pinned session settings must be what queries see, whatever the database, role or pooler default:
+ * ISO dates in UTC, and every table name resolving to the public schema (not a shadowing schema).
+ */
+function sessionProblems(session: SessionRow | undefined): string[] {
+  if (!session) return ['could not read the session settings as the application role'];
+  const problems: string[] = [];
+  for (const [name, expected] of Object.entries(expectedSession)) {
+    const actual = session[name as keyof typeof expectedSession];
+    if (actual !== expected) problems.push(`session setting ${name} is "${actual}" inside a request transaction, expected "${expected}"`);
+  }
+  const resolved = typeof session.resolved === 'string' ? (JSON.parse(session.resolved) as SessionRow['resolved']) : session.resolved;
+  for (const { name, schema } of Array.isArray(resolved) ? resolved : []) {
+    if (schema !== 'public') problems.push(`table name ${name} resolves to schema ${schema ?? '(none)'}, not public`);
   }
   return problems;
 }
