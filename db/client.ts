@@ -294,8 +294,8 @@ function preparing<S extends postgres.Sql | postgres.TransactionSql>(sql: S): S 
  * Transaction-local rather than startup parameters, which PgBouncer refuses for most of these.
  */
 export const pinnedSettings = sql.raw(
-  `set_config('search_path', 'public, pg_temp', true), set_config('DateStyle', 'ISO, MDY', true), ` +
-    `set_config('IntervalStyle', 'postgres', true), set_config('TimeZone', 'UTC', true)`,
+  `pg_catalog.set_config('search_path', 'public, pg_temp', true), pg_catalog.set_config('DateStyle', 'ISO, MDY', true), ` +
+    `pg_catalog.set_config('IntervalStyle', 'postgres', true), pg_catalog.set_config('TimeZone', 'UTC', true)`,
 );
 
 /** Pins the session settings (see pinnedSettings) for the rest of transaction `tx`. */

@@ -21,7 +21,7 @@ export async function asOwnerInTenant<T>(
 ): Promise<T> {
   return db.transaction(async (tx) => {
     await tx.execute(
-      sql`select set_config('app.current_tenant_id', ${tenantId}, true), set_config('app.current_user_id', ${userId ?? ''}, true), ${pinnedSettings}`,
+      sql`select pg_catalog.set_config('app.current_tenant_id', ${tenantId}, true), pg_catalog.set_config('app.current_user_id', ${userId ?? ''}, true), ${pinnedSettings}`,
     );
     return fn(tx);
   });

@@ -43,7 +43,7 @@ export async function findRlsProblems(db: Database, appRole: string): Promise<st
   let session: SessionRow | undefined;
   try {
     role = await db.transaction(async (tx) => {
-      await tx.execute(sql`select set_config('role', ${appRole}, true), ${pinnedSettings}`);
+      await tx.execute(sql`select pg_catalog.set_config('role', ${appRole}, true), ${pinnedSettings}`);
       session = (
         await query<SessionRow>(
           tx,
@@ -58,9 +58,9 @@ export async function findRlsProblems(db: Database, appRole: string): Promise<st
       const rows = await query<RoleRow>(
         tx,
         sql`select current_user as role, r.rolsuper, r.rolbypassrls,
-                   (select array_agg(c.relname::text order by c.relname) from pg_class c
+                   (select array_agg(c.relname::text order by c.relname) from pg_catalog.pg_class c
                      where c.relowner = r.oid and c.relkind in ('r', 'p', 'v', 'm', 'f')) as owned
-            from pg_roles r where r.rolname = current_user`,
+            from pg_catalog.pg_roles r where r.rolname = current_user`,
       );
       return rows[0];
     });
@@ -77,8 +77,8 @@ export async function findRlsProblems(db: Database, appRole: string): Promise<st
 
   const tables = await query<TableRow>(
     db,
-    sql`select c.relname, c.relrowsecurity, c.relforcerowsecurity from pg_class c
-        join pg_namespace n on n.oid = c.relnamespace
+    sql`select c.relname, c.relrowsecurity, c.relforcerowsecurity from pg_catalog.pg_class c
+        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
         where n.nspname = 'public' and c.relkind = 'r'`,
   );
   for (const name of rlsTables) {

@@ -258,6 +258,13 @@ async function createShadow(c: postgres.Sql): Promise<void> {
     create function shadow.gen_random_uuid() returns uuid language sql as $$ select '00000000-0000-4000-8000-00000000dead'::uuid $$;
     create function shadow.skillviews_ensure_app_role(text) returns void language plpgsql
       as $$ begin raise exception 'shadow.skillviews_ensure_app_role was called'; end $$;
+    -- A set_config that silently skips the role switch (RLS would not apply), and a pg_class that reports
+    -- every table's row-level security as on: traps for statements resolved before the pins take effect.
+    create function shadow.set_config(text, text, boolean) returns text language sql
+      as $$ select case when $1 = 'role' then $2 else pg_catalog.set_config($1, $2, $3) end $$;
+    create view shadow.pg_class as select oid, relname, relnamespace, relkind, relowner,
+      true as relrowsecurity, true as relforcerowsecurity from pg_catalog.pg_class;
+    grant select on shadow.pg_class to public;
     -- Visible to the application role too (a schema without USAGE would be skipped silently): it would read the
     -- poisoned catalogue, and fail on the views table (a health probe resolved here answers 503, not 200).
     grant usage on schema shadow to public;
@@ -645,6 +652,11 @@ describe.skipIf(!pgUrl)('pinned session settings: a hostile database gives the s
       const outside = { datestyle: 'SQL, DMY', timezone: 'Asia/Kathmandu', intervalstyle: 'sql_standard', search_path: 'shadow, pg_catalog, public', interval: '1 2:00:00', real_clock: false };
       const scope = { role: APP_ROLE, tenantId: TENANT, userId: U.reader };
       expect((await withTenantTransaction(one.db, scope, (tx) => query(tx, settings)))[0]).toEqual(pinned);
+      // The scope statement itself is resolved before its pins apply: it must reach pg_catalog's set_config.
+      const who = await withTenantTransaction(one.db, scope, (tx) =>
+        query<{ user: string; tenants: number }>(tx, sql`select current_user as user, (select count(*)::int from tenants) as tenants`),
+      );
+      expect(who[0]).toEqual({ user: APP_ROLE, tenants: 1 });
       expect((await query(one.db, settings))[0]).toEqual(outside);
       expect((await asOwnerInTenant(one.db, TENANT, (tx) => query(tx, settings)))[0]).toEqual(pinned);
       expect((await query(one.db, settings))[0]).toEqual(outside);
@@ -656,6 +668,13 @@ describe.skipIf(!pgUrl)('pinned session settings: a hostile database gives the s
   it('the start-up RLS check finds no problem and /healthz answers 200 on the hostile database', async () => {
     await ready();
     expect(await findRlsProblems(db('hostile'), APP_ROLE)).toEqual([]);
+    // The check reads the real catalog, not a shadowing pg_class that claims RLS is forced everywhere.
+    await db('hostile').execute(sql`alter table public.skills no force row level security`);
+    try {
+      expect(await findRlsProblems(db('hostile'), APP_ROLE)).toEqual(['table skills does not force row-level security']);
+    } finally {
+      await db('hostile').execute(sql`alter table public.skills force row level security`);
+    }
     const res = await fetch(`${servers.hostile!.url}/healthz`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'ok' });

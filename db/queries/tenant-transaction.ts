@@ -21,7 +21,7 @@ export interface TenantScope {
  */
 export function scopeStatement(scope: TenantScope, timeoutMs: number = DEFAULT_REQUEST_TIMEOUT_MS) {
   const timeout = String(Math.max(1, Math.round(timeoutMs)));
-  return sql`select set_config('role', ${scope.role}, true), set_config('app.current_tenant_id', ${scope.tenantId}, true), set_config('app.current_user_id', ${scope.userId}, true), set_config('statement_timeout', ${timeout}, true), set_config('idle_in_transaction_session_timeout', ${timeout}, true), ${pinnedSettings}`;
+  return sql`select pg_catalog.set_config('role', ${scope.role}, true), pg_catalog.set_config('app.current_tenant_id', ${scope.tenantId}, true), pg_catalog.set_config('app.current_user_id', ${scope.userId}, true), pg_catalog.set_config('statement_timeout', ${timeout}, true), pg_catalog.set_config('idle_in_transaction_session_timeout', ${timeout}, true), ${pinnedSettings}`;
 }
 
 /**
