@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
 import { sql } from 'drizzle-orm';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { renderTrpcPanel } from 'trpc-ui-zod4';
 import { requestTimeoutOf, type Database } from '../db/client.ts';
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
@@ -57,8 +57,22 @@ export function buildServer(options: ServerOptions) {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
     },
-    routerOptions: { maxParamLength: 5000 },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     bodyLimit: 1024 * 1024,
+    // Requests the router rejects before any route or hook runs (a malformed percent-encoding in the path, a
+    // procedure path over maxParamLength): Fastify would answer them with its own text (FST_ERR_…, the path
+    // echoed) and no onResponse hook, so no log line. Answered in tRPC's error shape and logged here instead.
+    frameworkErrors(error, request, genericReply) {
+      const reply = genericReply as unknown as FastifyReply;
+      const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : typeof error.statusCode === 'number' && error.statusCode >= 400 ? error.statusCode : 400;
+      reply.header('x-request-id', request.id);
+      reply
+        .code(status)
+        .type('application/json')
+        .send(transportErrorBody(trpcCodeForStatus(status), transportMessage(status, error), status));
+      // Routes' onResponse hooks do not run for these replies: the one line per request is written here.
+      logRequest(request, status, reply.elapsedTime);
+    },
   });
 
   // Once closing, answer in-flight requests with `Connection: close`: Fastify closes only the connections
@@ -76,20 +90,7 @@ export function buildServer(options: ServerOptions) {
 
   // One line per request: no headers (so no tokens) and no inputs, just what ran and how it went.
   app.addHook('onResponse', async (request, reply) => {
-    const path = request.url.split('?')[0] ?? '';
-    const procedures = path.startsWith('/trpc/') ? procedureNames(path.slice('/trpc/'.length)) : undefined;
-    const statusCode = reply.statusCode;
-    request.log.info(
-      {
-        method: request.method,
-        path: procedures ? '/trpc' : path,
-        procedures,
-        statusCode,
-        outcome: statusCode < 400 ? 'ok' : statusCode === 207 ? 'partial' : 'error',
-        durationMs: Math.round(reply.elapsedTime * 10) / 10,
-      },
-      'request completed',
-    );
+    logRequest(request, reply.statusCode, reply.elapsedTime);
   });
 
   app.register(trpcRoutes, {
@@ -168,6 +169,29 @@ const HEALTH_PROBE_ID = '00000000-0000-0000-0000-000000000000';
 /** /healthz answers within this (ms) even when the database hangs, so a load balancer's check never times out. */
 const HEALTH_TIMEOUT_MS = 1500;
 
+/** Longest procedure path (a batch's names joined by commas) the router accepts; longer is 414. */
+const MAX_PARAM_LENGTH = 5000;
+
+/**
+ * The one log line of a request: method, path (never the query string, where inputs and connectionParams with
+ * tokens travel; truncated), procedure names, status, outcome and duration. Never throws, whatever the URL.
+ */
+function logRequest(request: FastifyRequest, statusCode: number, elapsedMs: number) {
+  const path = (request.url ?? '').split('?')[0] ?? '';
+  const procedures = path.startsWith('/trpc/') ? procedureNames(path.slice('/trpc/'.length)) : undefined;
+  request.log.info(
+    {
+      method: request.method,
+      path: procedures ? '/trpc' : path.slice(0, 200),
+      procedures,
+      statusCode,
+      outcome: statusCode < 400 ? 'ok' : statusCode === 207 ? 'partial' : 'error',
+      durationMs: Number.isFinite(elapsedMs) ? Math.round(elapsedMs * 10) / 10 : undefined,
+    },
+    'request completed',
+  );
+}
+
 /** The procedure names of a tRPC path (`a,b` for a batch), never throwing: a malformed URL still gets its log line. */
 function procedureNames(raw: string): string[] {
   let decoded = raw;
@@ -198,10 +222,13 @@ function trpcCodeForStatus(status: number): TRPC_ERROR_CODE_KEY {
 function transportMessage(status: number, error?: FastifyError): string {
   switch (status) {
     case 413: return 'Request body too large (the limit is 1 MiB)';
-    case 414: return 'Request URL too long: send long inputs as POST';
+    case 414: return `Procedure path too long (the limit is ${MAX_PARAM_LENGTH} characters): send fewer calls per batch`;
     case 415: return 'Unsupported content type: send application/json';
     case 431: return 'Request headers or URL too large (Node allows 16 KiB): send long inputs as POST';
     case 408: return 'Request timed out';
-    default: return error?.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? 'Empty JSON body' : (STATUS_CODES[status] ?? 'Bad request');
+    default:
+      if (error?.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return 'Empty JSON body';
+      if (error?.code === 'FST_ERR_BAD_URL') return 'Malformed URL: invalid percent-encoding in the path';
+      return STATUS_CODES[status] ?? 'Bad request';
   }
 }

@@ -121,19 +121,32 @@ export function isMissingPreparedStatement(err: unknown): boolean {
   return db?.code === '26000';
 }
 
-/** A foreign key naming the caller's user failed: the user was deleted while their token was still trusted. */
-export function isMissingUser(err: unknown): boolean {
-  const db = databaseErrorOf(err);
-  if (db?.code !== '23503') return false;
+/**
+ * The table a failed foreign key points at ('users', 'skills', …), or null when `err` is not a foreign-key
+ * violation. From the constraint's name first: this module's foreign keys are named `<table>_<target>_fk`
+ * (`user_skill_views_user_fk`, `user_skill_views_skill_fk`) or, as drizzle names them,
+ * `<table>_<column>_<target table>_<column>_fk`; a name is matched by its end, never by a substring, since the
+ * table `user_skill_views` names both users and skills. Else from the error's detail
+ * (`… is not present in table "users".`, English servers only).
+ */
+export function missingReferenceOf(err: unknown): string | null {
+  const db = databaseErrorOf(err) as (DbErrorLike & { detail?: unknown }) | null;
+  if (db?.code !== '23503') return null;
   const constraint = String(db.constraint_name ?? db.constraint ?? '');
-  return /user/i.test(constraint);
+  const named = /_(user|skill|tenant)_fk$/.exec(constraint) ?? /_(users|skills|tenants)_id_fk$/.exec(constraint);
+  if (named?.[1]) return named[1].endsWith('s') ? named[1] : `${named[1]}s`;
+  const detail = /is not present in table "([^"]+)"/.exec(String(db.detail ?? ''));
+  return detail?.[1] ?? null;
 }
 
-/** A foreign key naming a skill failed: the skill was deleted while the request ran. */
+/** A foreign key to the caller's user failed: the user was deleted while their token was still trusted. */
+export function isMissingUser(err: unknown): boolean {
+  return missingReferenceOf(err) === 'users';
+}
+
+/** A foreign key to a skill failed: the skill was deleted while the request ran. */
 export function isMissingSkill(err: unknown): boolean {
-  const db = databaseErrorOf(err);
-  if (db?.code !== '23503') return false;
-  return /skill/i.test(String(db.constraint_name ?? db.constraint ?? ''));
+  return missingReferenceOf(err) === 'skills';
 }
 
 /**

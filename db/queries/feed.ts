@@ -22,18 +22,47 @@ export interface FeedCursor {
   id: string;
 }
 
-const cursorTimestamp = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+/** The only timestamp spelling a cursor has: what `to_char(…, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')` writes. */
+const cursorTimestamp = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{6}Z$/;
 
 export function encodeCursor(cursor: FeedCursor): string {
   return Buffer.from(`${cursor.updatedAt}|${cursor.id}`, 'utf8').toString('base64url');
 }
 
-/** Decodes a cursor from a client; null when it is not one of ours. */
+/** Days in a month of the proleptic Gregorian calendar (Postgres's): leap years every 4, not every 100, every 400. */
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+}
+
+/**
+ * True when `value` is a timestamp the encoder could have written, so Postgres accepts it as `timestamptz`:
+ * a real calendar date in years 0001–9999 (Postgres has no year 0), hour 00–23, minute and second 00–59.
+ * Postgres also takes 24:00:00 and a leap second :60, but to_char never writes them, so no cursor has them.
+ * (Date.parse is no check: it takes 2026-02-30 and moves it to March.)
+ */
+function isCursorTimestamp(value: string): boolean {
+  const m = cursorTimestamp.exec(value);
+  if (!m) return false;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  return (
+    year >= 1 &&
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= daysInMonth(year, month) &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59
+  );
+}
+
+/** Decodes a cursor from a client; null when it is not one of ours (so every cursor it returns is one Postgres takes). */
 export function decodeCursor(value: string): FeedCursor | null {
   if (value.length > 128 || !/^[A-Za-z0-9_-]+$/.test(value)) return null;
   const [updatedAt, id, ...rest] = Buffer.from(value, 'base64url').toString('utf8').split('|');
   if (rest.length > 0 || !updatedAt || !id) return null;
-  if (!cursorTimestamp.test(updatedAt) || Number.isNaN(Date.parse(updatedAt)) || !isUuid(id)) return null;
+  if (!isCursorTimestamp(updatedAt) || !isUuid(id)) return null;
   return { updatedAt, id: id.toLowerCase() };
 }
 
