@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Database } from '../db/client.ts';
 import { DEFAULT_APP_ROLE } from '../db/migrate.ts';
 import type { Authenticator } from './auth.ts';
+import { toClientError } from './errors.ts';
 import type { Session } from './session.ts';
 
 export type { Session } from './session.ts';
@@ -40,7 +41,13 @@ export interface HttpContextDeps {
 /** The HTTP context factory: turns the request's credentials into a session. */
 export function createContextFactory(deps: HttpContextDeps) {
   return async function createContext({ req }: { req: { headers: IncomingHttpHeaders } }): Promise<Context> {
-    const session = await deps.authenticate({ headers: req.headers });
+    let session: Session | null;
+    try {
+      session = await deps.authenticate({ headers: req.headers });
+    } catch (err) {
+      // The authenticator asks the database too: a timeout or lost connection there is a 503, not a 500.
+      throw toClientError(err);
+    }
     return createContextInner({
       db: deps.db,
       session,

@@ -104,6 +104,20 @@ describe.skipIf(!postgresEngine)('bounded waits on postgres (REQUEST_TIMEOUT_MS 
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
   });
 
+  it('authentication waits no longer either: a new token while the users table is locked is 503, not 500', async () => {
+    const fresh = await tokenFor({ tenantId: t.tenantId, userId: t.userIds[1]! });
+    const lock = await holdLock(postgresEngine!.url!, 'users');
+    try {
+      const res = await timed(() => rawCall(server.trpcUrl, 'changeSummary', { input: { skillId: t.skills.s }, token: fresh }));
+      expect(res.value.status).toBe(503);
+      expect(errorOf(res.value).data.code).toBe('SERVICE_UNAVAILABLE');
+      expect(res.ms).toBeLessThan(TIMEOUT_MS + 700);
+    } finally {
+      await lock.release();
+    }
+    expect((await rawCall(server.trpcUrl, 'changeSummary', { input: { skillId: t.skills.s }, token: fresh })).status).toBe(200);
+  });
+
   it('the statement timeout is enforced in Postgres too: the backend is free again right after the limit, not when the lock goes', async () => {
     const lock = await holdLock(postgresEngine!.url!, 'skills');
     try {
