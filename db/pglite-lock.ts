@@ -1,5 +1,5 @@
 // One writer per embedded data directory: a lock file in the directory holding the owner's pid, checked for liveness.
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 
@@ -26,7 +26,26 @@ interface LockContent {
   host: string;
 }
 
-const held = new Set<string>();
+/** What a lock file held when read: its text and inode identify it; `content` is null when it is empty or not ours. */
+interface LockFileState {
+  raw: string;
+  ino: number;
+  mtimeMs: number;
+  content: LockContent | null;
+}
+
+// Shared by every copy of this module in the process (module isolation in test runners, CJS and ESM builds).
+const held: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('skill-views.pglite-lock.held')] ??= new Set<string>()) as Set<string>;
+
+/**
+ * An empty or unparsable lock file younger than this may belong to a process that has created it and is about
+ * to write its pid: wait for it rather than take it over. Older, its writer died in between.
+ */
+const UNWRITTEN_GRACE_MS = 2_000;
+/** A takeover guard older than this was left by a process that died while taking over a stale lock. */
+const TAKEOVER_GUARD_STALE_MS = 5_000;
+/** Longest lockDataDir keeps retrying while others create, write or take over the lock. */
+const GIVE_UP_MS = 10_000;
 
 /** True when `pid` names a running process on this machine (signal 0 checks without signalling). */
 function isAlive(pid: number): boolean {
@@ -39,48 +58,120 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function readLock(file: string): LockContent | null {
+function parseLock(raw: string): LockContent | null {
   try {
-    const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<LockContent>;
-    return typeof parsed.pid === 'number' && Number.isSafeInteger(parsed.pid) ? { pid: parsed.pid, host: String(parsed.host ?? '') } : null;
+    const parsed = JSON.parse(raw) as Partial<LockContent>;
+    return typeof parsed.pid === 'number' && Number.isSafeInteger(parsed.pid) && parsed.pid > 0
+      ? { pid: parsed.pid, host: String(parsed.host ?? '') }
+      : null;
   } catch {
-    return null; // unreadable or half-written: treated as stale
+    return null;
+  }
+}
+
+/** The lock file as it is now, or null when there is none. */
+function readLockFile(file: string): LockFileState | null {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const stat = fstatSync(fd);
+    const raw = readFileSync(fd, 'utf8');
+    return { raw, ino: stat.ino, mtimeMs: stat.mtimeMs, content: parseLock(raw) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function sleepSync(ms: number) {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function unlinkIfPresent(file: string) {
+  try {
+    unlinkSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+/**
+ * Removes the lock file if it is still exactly the one judged stale. Done under a guard file created with
+ * O_EXCL, so of several processes that found the same stale lock only one removes it: without the guard, a
+ * slower one would delete the lock the faster one had just written, and both would open the database.
+ */
+function removeStale(file: string, judged: LockFileState) {
+  const guard = `${file}.takeover`;
+  let fd: number;
+  try {
+    fd = openSync(guard, 'wx', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    try {
+      if (Date.now() - statSync(guard).mtimeMs > TAKEOVER_GUARD_STALE_MS) unlinkIfPresent(guard);
+    } catch (statErr) {
+      if ((statErr as NodeJS.ErrnoException).code !== 'ENOENT') throw statErr;
+    }
+    sleepSync(10); // another process is taking over right now
+    return;
+  }
+  closeSync(fd);
+  try {
+    const now = readLockFile(file);
+    if (now && now.ino === judged.ino && now.raw === judged.raw) unlinkIfPresent(file);
+  } finally {
+    unlinkIfPresent(guard);
   }
 }
 
 /**
  * Takes the data directory's lock (creating the directory if needed), or throws DataDirLockedError naming the
- * live holder. A lock left by a process that is gone (crash, SIGKILL) is taken over. The lock is released by
- * `release()` and, as a last resort, when this process exits.
+ * live holder. A lock left by a process that is gone (crash, SIGKILL) is taken over, including one naming this
+ * very pid: a container restarted after a crash often runs the server under the same pid again. The lock is
+ * released by `release()` and, as a last resort, when this process exits.
  *
- * The file is created with O_EXCL, so of two processes starting together exactly one wins. Liveness is checked
- * by pid on this host; a lock written on another host (a shared volume) is never taken over.
+ * The file is created with O_EXCL, so of two processes starting together exactly one wins; a lock file not yet
+ * written by its creator is waited for, not taken for stale. Liveness is checked by pid on this host; a lock
+ * written on another host (a shared volume) is never taken over.
  */
 export function lockDataDir(dir: string): { release: () => void } {
-  const absolute = path.resolve(dir);
+  mkdirSync(path.resolve(dir), { recursive: true });
+  // One key per directory however it is reached (relative path, symlink), so this process never holds it twice.
+  const absolute = realpathSync(path.resolve(dir));
   const file = path.join(absolute, LOCK_FILE);
-  mkdirSync(absolute, { recursive: true });
   if (held.has(file)) throw new DataDirLockedError(absolute, process.pid);
-  for (let attempt = 0; ; attempt++) {
+  const giveUpAt = Date.now() + GIVE_UP_MS;
+  for (;;) {
     let fd: number;
     try {
       fd = openSync(file, 'wx', 0o600);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw err;
-      const holder = readLock(file);
-      if (holder && (holder.host !== hostname() || isAlive(holder.pid))) throw new DataDirLockedError(absolute, holder.pid);
-      try {
-        unlinkSync(file); // stale: its process is gone
-      } catch (unlinkErr) {
-        if ((unlinkErr as NodeJS.ErrnoException).code !== 'ENOENT') throw unlinkErr;
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || Date.now() > giveUpAt) throw err;
+      const current = readLockFile(file);
+      if (!current) continue; // released meanwhile
+      const holder = current.content;
+      if (holder) {
+        // Our own pid in a lock this process does not hold (checked above) is a previous process's.
+        if (holder.host !== hostname() || (holder.pid !== process.pid && isAlive(holder.pid))) throw new DataDirLockedError(absolute, holder.pid);
+      } else if (Date.now() - current.mtimeMs < UNWRITTEN_GRACE_MS) {
+        sleepSync(20); // its creator is about to write its pid
+        continue;
       }
+      removeStale(file, current);
       continue;
     }
     try {
       writeSync(fd, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() } satisfies LockContent & { since: string }));
-    } finally {
+    } catch (err) {
       closeSync(fd);
+      unlinkIfPresent(file); // an empty lock would hold others off for UNWRITTEN_GRACE_MS
+      throw err;
     }
+    closeSync(fd);
     held.add(file);
     const onExit = () => removeIfOurs(file);
     process.once('exit', onExit);
@@ -98,11 +189,9 @@ export function lockDataDir(dir: string): { release: () => void } {
 
 function removeIfOurs(file: string) {
   held.delete(file);
-  const holder = readLock(file);
-  if (holder?.pid !== process.pid) return;
   try {
-    unlinkSync(file);
+    if (readLockFile(file)?.content?.pid === process.pid) unlinkSync(file);
   } catch {
-    // already gone
+    // already gone, or unreadable: never fail a shutdown over it
   }
 }
