@@ -104,12 +104,13 @@ export function createDb(options: CreateDbOptions & CommonDbOptions): DbHandle {
       },
     };
   }
-  const embedded = loadPglite();
-  const dir = options.pgliteDir && options.pgliteDir !== 'memory://' && !options.pgliteDir.startsWith('memory://') ? options.pgliteDir : null;
-  // Taken before PGlite opens the directory, so a second process never touches it.
+  const dir = options.pgliteDir && !options.pgliteDir.startsWith('memory://') ? options.pgliteDir : null;
+  // Taken before PGlite is even loaded, so a second process is refused at once and never touches the directory.
   const lock = !options.pglite && dir ? lockDataDir(dir) : null;
   let pglite: PGlite;
+  let embedded: ReturnType<typeof loadPglite>;
   try {
+    embedded = loadPglite();
     pglite = options.pglite ?? new embedded.PGlite(options.pgliteDir ?? 'memory://');
   } catch (err) {
     lock?.release();
