@@ -2,10 +2,7 @@
 // CREATEROLE, CREATEDB or BYPASSRLS) and a DBA created the application role beforehand. Migrations, `npm run
 // db:seed` and the server all work as that owner, grant only to the configured role, keep RLS intact, and when
 // the DBA's part is missing they fail, change nothing, and name the SQL to run. Postgres only.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TRPCClientError } from '@trpc/client';
 import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
@@ -19,10 +16,10 @@ import { rlsTables } from '../db/schema/index.ts';
 import { demoIds } from '../db/seed.ts';
 import { signToken } from '../server/auth.ts';
 import { findRlsProblems } from '../server/startup-check.ts';
+import { runProcess as run, type Proc } from './support/child-process.ts';
 import { expectRlsViolation } from './support/pg-error.ts';
 import { visibleRows } from './support/rls.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const pgUrl = inject('pgUrl');
 
 const AUTH_SECRET = randomBytes(32).toString('base64url');
@@ -94,35 +91,7 @@ function withHint(err: unknown): { message: string; hint: string } | null {
   return null;
 }
 
-interface Run {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): Run {
-  const child = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return { child, output: () => output, exited };
-}
-
-async function waitFor(r: Run, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  void r.exited.then(() => (exited = true));
-  for (;;) {
-    const match = r.output().match(pattern);
-    if (match) return match;
-    if (exited) throw new Error(`process exited before printing ${pattern}:\n${r.output()}`);
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${r.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+const waitFor = (r: Proc, pattern: RegExp, timeoutMs: number) => r.waitFor(pattern, timeoutMs);
 
 async function trpcCode(promise: Promise<unknown>): Promise<string> {
   try {
@@ -164,7 +133,7 @@ describe.skipIf(!pgUrl)('managed Postgres: an owner without SUPERUSER or CREATER
   let ownerDb: DbHandle;
   let ownerEmptyDb: DbHandle;
   let defaultRoleExisted = false;
-  const children: Run[] = [];
+  const children: Proc[] = [];
 
   beforeAll(async () => {
     admin = postgres(pgUrl!, { max: 1, onnotice: () => {} });

@@ -1,24 +1,15 @@
 // The README's `npm start`, as a child process on a fresh embedded database: serve, panel, demo tokens, clean SIGTERM.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createClient } from '../client/index.ts';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { cleanEnv, root, runProcess, type Proc } from './support/child-process.ts';
 
 /** The environment of a newcomer's shell: no DATABASE_URL, AUTH_SECRET or NODE_ENV (vitest sets NODE_ENV=test). */
 function newcomerEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const { DATABASE_URL: _url, AUTH_SECRET: _secret, NODE_ENV: _env, ...rest } = process.env;
+  const { NODE_ENV: _env, ...rest } = cleanEnv();
   return { ...rest, ...extra };
-}
-
-interface Run {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 /**
@@ -26,30 +17,8 @@ interface Run {
  * `npx`/`npm start`: those run it under `sh -c`, which does not pass a SIGTERM on, so the signal would never
  * reach the server (a supervisor should signal the server process, or the whole process group).
  */
-function run(env: NodeJS.ProcessEnv): Run {
-  const child = spawn(path.join(root, 'node_modules', '.bin', 'tsx'), ['server/main.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return { child, output: () => output, exited };
-}
-
-/** Resolves when `pattern` appears in the output; rejects if the process exits first or time runs out. */
-async function waitFor(r: Run, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  void r.exited.then(() => (exited = true));
-  for (;;) {
-    const match = r.output().match(pattern);
-    if (match) return match;
-    if (exited) throw new Error(`process exited before printing ${pattern}:\n${r.output()}`);
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${r.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+const run = (env: NodeJS.ProcessEnv): Proc => runProcess(path.join(root, 'node_modules', '.bin', 'tsx'), ['server/main.ts'], env);
+const waitFor = (r: Proc, pattern: RegExp, timeoutMs: number) => r.waitFor(pattern, timeoutMs);
 
 describe('npm start (tsx server/main.ts)', () => {
   const cleanups: (() => Promise<void>)[] = [];

@@ -1,30 +1,21 @@
 // One writer per PGlite data directory, with real processes: a second server, migrate or seed refuses and names the holder's pid, the holder keeps serving, nothing acknowledged is lost, and a stale lock is taken over.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, type SkillViewsClient } from '../client/index.ts';
 import { demoIds } from '../db/seed.ts';
+import { root, runProcess, type Proc } from './support/child-process.ts';
 import { preparePgliteDir } from './support/pglite-dir.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const LOCK_FILE = 'skill-views.lock';
 const SECRET = 'pglite-single-writer-test-secret-0123456789';
 
 // The pglite-lock module is imported where it is used, so the process tests still run (and fail) on a tree without it.
 type LockModule = typeof import('../db/pglite-lock.ts');
 const lockModule = (): Promise<LockModule> => import('../db/pglite-lock.ts');
-
-interface Proc {
-  child: ChildProcess;
-  pid: number;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
 
 const running = new Set<Proc>();
 
@@ -33,19 +24,9 @@ function envFor(pgliteDir: string): NodeJS.ProcessEnv {
   return { ...rest, PGLITE_DIR: pgliteDir, PORT: '0', NODE_ENV: 'test', AUTH_SECRET: SECRET, LOG_LEVEL: 'warn' };
 }
 
+/** A child process, killed at the end of the suite if it is still running. */
 function spawnProc(command: string, args: string[], env: NodeJS.ProcessEnv): Proc {
-  const child = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  const proc: Proc = {
-    child,
-    pid: child.pid!,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
-  };
+  const proc = runProcess(command, args, env);
   running.add(proc);
   void proc.exited.then(() => running.delete(proc));
   return proc;
@@ -58,19 +39,8 @@ function output(p: Proc) {
   return `--- stdout\n${p.stdout()}\n--- stderr\n${p.stderr()}`;
 }
 
-/** The exit of `p`, or a failure (after killing it) if it is still running after `timeoutMs`. */
-async function exitWithin(p: Proc, timeoutMs: number) {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-  const result = await Promise.race([p.exited, timedOut]);
-  clearTimeout(timer);
-  if (result === 'timeout') {
-    p.child.kill('SIGKILL');
-    await p.exited;
-    throw new Error(`process ${p.pid} was still running after ${timeoutMs} ms (it should have refused the directory):\n${output(p)}`);
-  }
-  return result;
-}
+/** The exit of `p`, or a failure (after killing it) if it is still running after `timeoutMs`: it should have refused the directory. */
+const exitWithin = (p: Proc, timeoutMs: number) => p.exitWithin(timeoutMs);
 
 interface Server {
   proc: Proc;

@@ -8,6 +8,7 @@ import { createTenant, skillSpec, type TenantFixture } from './support/factory.t
 import { canMakeCluster, startCluster, type PgCluster } from './support/pg-cluster.ts';
 import { TEST_SECRET, tokenFor } from './support/server.ts';
 import { startServerProcess, type ServerProcess } from './support/server-process.ts';
+import { expectExactAccounting, recordViewLoad } from './support/view-load.ts';
 
 // A slow suite: it runs once, in the Postgres run (DATABASE_URL set), not per engine.
 const enabled = engines.some((e) => e.name === 'postgres') && canMakeCluster();
@@ -43,70 +44,26 @@ describe.skipIf(!enabled)('a PostgreSQL restart under load (a real server proces
 
   it('calls fail fast while the database is down, never hang, succeed again within 5 s of it coming back, and lose no acknowledged view', async () => {
     const tokens = await Promise.all(t.userIds.map((userId) => tokenFor({ tenantId: t.tenantId, userId })));
-    const outcomes: { status: number; ms: number; user: number }[] = [];
-    let stop = false;
-    const call = async (user: number) => {
-      const started = performance.now();
-      let status = -1;
-      try {
-        const res = await fetch(`${server.url}/trpc/recordView`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${tokens[user]}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ json: { skillId: t.skills.s } }),
-          signal: AbortSignal.timeout(TIMEOUT_MS * 5),
-        });
-        status = res.status;
-        await res.arrayBuffer();
-      } catch {
-        // no answer
-      }
-      return { status, ms: performance.now() - started, user };
-    };
-    const workers = Array.from({ length: 8 }, async (_, w) => {
-      while (!stop) {
-        outcomes.push(await call(w % tokens.length));
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    });
+    const load = recordViewLoad(server.url, tokens, t.skills.s!, TIMEOUT_MS);
+    load.start(8, 5);
     await new Promise((r) => setTimeout(r, 800));
     cluster.stop(); // fast shutdown: sessions are terminated, the server refuses connections
     await new Promise((r) => setTimeout(r, 1500));
     cluster.start();
-    const back = performance.now();
-    let recoveredAfterMs = Infinity;
-    while (performance.now() - back < 8000) {
-      const probe = await call(0);
-      outcomes.push(probe);
-      if (probe.status === 200) {
-        recoveredAfterMs = performance.now() - back;
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const recoveredAfterMs = await load.recovery(performance.now(), 8000);
     await new Promise((r) => setTimeout(r, 500));
-    stop = true;
-    await Promise.all(workers);
+    await load.stop();
 
     expect(server.child.exitCode, `the server died:\n${server.output()}`).toBeNull();
     expect(recoveredAfterMs).toBeLessThan(5000);
-    expect(outcomes.filter((o) => o.status === -1), 'every call got an answer').toEqual([]);
-    expect(Math.max(...outcomes.map((o) => o.ms))).toBeLessThan(TIMEOUT_MS + 1500);
-    for (const s of new Set(outcomes.map((o) => o.status))) expect([200, 503]).toContain(s);
-    expect(outcomes.some((o) => o.status === 503), 'some calls met the database down').toBe(true);
+    expect(load.outcomes.filter((o) => o.status === -1), 'every call got an answer').toEqual([]);
+    expect(Math.max(...load.outcomes.map((o) => o.ms))).toBeLessThan(TIMEOUT_MS + 1500);
+    for (const s of new Set(load.outcomes.map((o) => o.status))) expect([200, 503]).toContain(s);
+    expect(load.outcomes.some((o) => o.status === 503), 'some calls met the database down').toBe(true);
 
     const check = postgres(cluster.url, { max: 1, onnotice: () => {} });
     try {
-      const rows = await check`select user_id, view_count from user_skill_views where tenant_id = ${t.tenantId}`;
-      const committed = new Map(rows.map((r) => [r.user_id as string, r.view_count as number]));
-      t.userIds.forEach((userId, user) => {
-        const acked = outcomes.filter((o) => o.user === user && o.status === 200).length;
-        const failed = outcomes.filter((o) => o.user === user && o.status !== 200).length;
-        expect(committed.get(userId) ?? 0).toBeGreaterThanOrEqual(acked);
-        expect(committed.get(userId) ?? 0).toBeLessThanOrEqual(acked + failed);
-      });
-      const [stuck] = await check`select count(*)::int as n from pg_stat_activity
-        where application_name = 'skill-views' and state like 'idle in transaction%'`;
-      expect(stuck!.n).toBe(0);
+      await expectExactAccounting(check, t.tenantId, t.userIds, load.outcomes);
     } finally {
       await check.end();
     }

@@ -1,43 +1,24 @@
 // `npm run token` as a child process: a token the server's secret verifies (AUTH_SECRET or the dev secret file), usage errors with exit code 2, and the user check on Postgres.
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { jwtVerify } from 'jose';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createDb } from '../db/client.ts';
 import { secretKey } from '../server/auth.ts';
+import { cleanEnv, runToEnd } from './support/child-process.ts';
 import { createTenant } from './support/factory.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SECRET = 'token-script-test-secret-0123456789abcdef';
 const tenant = randomUUID();
 const user = randomUUID();
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const { DATABASE_URL: _url, DATABASE_DIRECT_URL: _direct, AUTH_SECRET: _secret, ...rest } = process.env;
-  return { ...rest, NODE_ENV: 'test', ...extra };
+  return cleanEnv({ NODE_ENV: 'test', ...extra });
 }
 
-function run(command: string, args: string[], environment: NodeJS.ProcessEnv): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: root, env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = runToEnd;
 
 /** The script itself (what `npm run token` runs), without npm's start-up cost. */
 const token = (args: string[], environment: NodeJS.ProcessEnv) => run(process.execPath, ['--import', 'tsx', 'server/token.ts', ...args], environment);
