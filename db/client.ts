@@ -166,15 +166,20 @@ class AbandonedTransaction extends Error {
  */
 interface Deadline {
   started: () => void;
-  /** Throws if the caller has been answered already; call before anything would commit. */
+  /**
+   * Call right before the transaction commits: throws if the caller has been answered already (so it rolls
+   * back instead); otherwise the caller will wait for COMMIT's own outcome, past the time limit if need be.
+   */
   check: () => void;
 }
 
 function withDeadline<T>(timeoutMs: number, run: (deadline: Deadline) => Promise<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    let state: 'waiting' | 'running' | 'settled' = 'waiting';
+    let state: 'waiting' | 'running' | 'committing' | 'settled' = 'waiting';
     const timer = setTimeout(() => {
-      if (state === 'settled') return;
+      // Once COMMIT is on its way the caller gets its real outcome (Postgres bounds COMMIT by statement_timeout):
+      // answering "unavailable" then could report a failure for a write that did commit.
+      if (state === 'settled' || state === 'committing') return;
       const code = state === 'waiting' ? 'POOL_TIMEOUT' : 'REQUEST_TIMEOUT';
       state = 'settled';
       reject(new DatabaseUnavailableError(code, timeoutMs));
@@ -186,6 +191,7 @@ function withDeadline<T>(timeoutMs: number, run: (deadline: Deadline) => Promise
       },
       check: () => {
         if (state === 'settled') throw new AbandonedTransaction('the caller stopped waiting; rolling back');
+        state = 'committing';
       },
     };
     run(deadline).then(

@@ -8,12 +8,17 @@ import { query } from '../db/queries/rows.ts';
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import { isValidSession, type Session } from './session.ts';
 
+export interface AuthenticateOptions {
+  /** What is left of the request's time limit, in milliseconds, for any database check the authenticator makes. */
+  timeoutMs?: number;
+}
+
 /**
  * Turns a request's credentials into a session, or null for an anonymous or invalid caller. An authenticator
  * that remembers sessions may offer `revoke(session)`: the server calls it when the database shows the user is
  * gone, so the next call with the same token is checked again (and refused).
  */
-export type Authenticator = ((request: { headers: IncomingHttpHeaders }) => Promise<Session | null>) & {
+export type Authenticator = ((request: { headers: IncomingHttpHeaders }, options?: AuthenticateOptions) => Promise<Session | null>) & {
   revoke?: (session: Session) => void;
 };
 
@@ -66,14 +71,17 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     }
   }
 
-  async function userExists(session: Session): Promise<boolean> {
-    const rows = await withTenantTransaction(options.db, { role: options.appRole, ...session }, (tx) =>
-      query(tx, sql`select 1 from users where tenant_id = ${session.tenantId}::uuid and id = ${session.userId}::uuid`),
+  async function userExists(session: Session, timeoutMs: number | undefined): Promise<boolean> {
+    const rows = await withTenantTransaction(
+      options.db,
+      { role: options.appRole, ...session },
+      (tx) => query(tx, sql`select 1 from users where tenant_id = ${session.tenantId}::uuid and id = ${session.userId}::uuid`),
+      timeoutMs === undefined ? {} : { timeoutMs },
     );
     return rows.length > 0;
   }
 
-  const authenticate: Authenticator = async ({ headers }) => {
+  const authenticate: Authenticator = async ({ headers }, { timeoutMs } = {}) => {
     const token = bearer.exec(headers.authorization ?? '')?.[1];
     if (!token) return null;
     const at = now();
@@ -83,7 +91,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
       accepted.delete(token);
     }
     const verified = await verify(token, at);
-    if (!verified || !(await userExists(verified.session))) return null;
+    if (!verified || !(await userExists(verified.session, timeoutMs))) return null;
     if (accepted.size >= maxEntries) accepted.delete(accepted.keys().next().value as string);
     accepted.set(token, { session: verified.session, until: Math.min(verified.exp, at + ttl) });
     return verified.session;

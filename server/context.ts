@@ -1,6 +1,6 @@
 // Request context in two layers: createContextInner is pure (tests, server-side callers); createContext reads HTTP.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Database } from '../db/client.ts';
+import { requestTimeoutOf, type Database } from '../db/client.ts';
 import { DEFAULT_APP_ROLE } from '../db/migrate.ts';
 import type { Authenticator } from './auth.ts';
 import { toClientError } from './errors.ts';
@@ -17,6 +17,11 @@ export interface ContextInnerOptions {
   exposeErrors?: boolean;
   /** Called when the database shows the session's user no longer exists (the authenticator forgets it). */
   revokeSession?: (session: Session) => void;
+  /**
+   * When the request's time limit runs out (epoch ms): the request transaction gets only what is left of it.
+   * HTTP requests set it when they arrive; unset (server-side callers), each transaction gets the full limit.
+   */
+  deadline?: number;
 }
 
 export function createContextInner(opts: ContextInnerOptions) {
@@ -26,6 +31,7 @@ export function createContextInner(opts: ContextInnerOptions) {
     appRole: opts.appRole ?? DEFAULT_APP_ROLE,
     exposeErrors: opts.exposeErrors ?? false,
     revokeSession: opts.revokeSession,
+    deadline: opts.deadline,
   };
 }
 
@@ -41,9 +47,11 @@ export interface HttpContextDeps {
 /** The HTTP context factory: turns the request's credentials into a session. */
 export function createContextFactory(deps: HttpContextDeps) {
   return async function createContext({ req }: { req: { headers: IncomingHttpHeaders } }): Promise<Context> {
+    // One time limit for the whole request: authentication's database check and the request transaction.
+    const deadline = Date.now() + requestTimeoutOf(deps.db);
     let session: Session | null;
     try {
-      session = await deps.authenticate({ headers: req.headers });
+      session = await deps.authenticate({ headers: req.headers }, { timeoutMs: requestTimeoutOf(deps.db) });
     } catch (err) {
       // The authenticator asks the database too: a timeout or lost connection there is a 503, not a 500.
       throw toClientError(err);
@@ -54,6 +62,7 @@ export function createContextFactory(deps: HttpContextDeps) {
       appRole: deps.appRole,
       exposeErrors: deps.exposeErrors,
       revokeSession: deps.authenticate.revoke,
+      deadline,
     });
   };
 }

@@ -1,6 +1,7 @@
 // All tRPC set-up: one initTRPC, the error formatter, and the only procedure builders routers may use.
 import { initTRPC, TRPCError } from '@trpc/server';
 import { transformer } from '../client/transformer.ts';
+import { DatabaseUnavailableError, requestTimeoutOf } from '../db/client.ts';
 import { withTenantTransaction as inTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import type { Context } from './context.ts';
 import { formatError, isMissingUser, toClientError } from './errors.ts';
@@ -37,12 +38,20 @@ const withTenantTransaction = t.middleware(async ({ ctx, next }) => {
   const session = ctx.session;
   if (!session || !isValidSession(session)) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'Sign in to continue' });
   const { tenantId, userId } = session;
+  // What authentication left of the request's time limit (HTTP); server-side callers get the database's full limit.
+  const remaining = ctx.deadline === undefined ? undefined : ctx.deadline - Date.now();
   try {
-    return await inTenantTransaction(ctx.db, { role: ctx.appRole, tenantId, userId }, async (tx) => {
-      const result = await next({ ctx: { session, db: tx, viewer: { tenantId, userId } } });
-      if (!result.ok) throw result.error;
-      return result;
-    });
+    if (remaining !== undefined && remaining <= 0) throw new DatabaseUnavailableError('REQUEST_TIMEOUT', requestTimeoutOf(ctx.db));
+    return await inTenantTransaction(
+      ctx.db,
+      { role: ctx.appRole, tenantId, userId },
+      async (tx) => {
+        const result = await next({ ctx: { session, db: tx, viewer: { tenantId, userId } } });
+        if (!result.ok) throw result.error;
+        return result;
+      },
+      remaining === undefined ? {} : { timeoutMs: remaining },
+    );
   } catch (err) {
     if (isMissingUser(err)) ctx.revokeSession?.(session);
     throw toClientError(err);

@@ -1,9 +1,12 @@
 // Bounded waits: a held lock or an exhausted pool answers 503 with Retry-After within REQUEST_TIMEOUT_MS, /healthz within 2 s, and recovers.
+import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, type DbHandle } from '../db/client.ts';
 import { engines } from './support/engines.ts';
+import { query } from '../db/queries/rows.ts';
 import { createTenant, skillSpec, type TenantFixture } from './support/factory.ts';
+import { openPrivateDb } from './support/private-db.ts';
 import { errorOf, rawCall, startTestServer, tokenFor, type TestServer } from './support/server.ts';
 
 const postgresEngine = engines.find((e) => e.name === 'postgres');
@@ -118,6 +121,24 @@ describe.skipIf(!postgresEngine)('bounded waits on postgres (REQUEST_TIMEOUT_MS 
     expect((await rawCall(server.trpcUrl, 'changeSummary', { input: { skillId: t.skills.s }, token: fresh })).status).toBe(200);
   });
 
+  it('one limit for the whole request: time spent authenticating is taken from the procedure’s share', async () => {
+    // A token never seen before (another lifetime), so authentication asks the database.
+    const fresh = await tokenFor({ tenantId: t.tenantId, userId: t.userIds[1]! }, { expiresIn: '3h' });
+    const skillsLock = await holdLock(postgresEngine!.url!, 'skills');
+    const usersLock = await holdLock(postgresEngine!.url!, 'users');
+    // Authentication waits on users for 70 % of the limit; then the procedure waits on skills.
+    const releaseUsers = setTimeout(() => void usersLock.release(), TIMEOUT_MS * 0.7);
+    try {
+      const res = await timed(() => rawCall(server.trpcUrl, 'changeSummary', { input: { skillId: t.skills.s }, token: fresh }));
+      expect(res.value.status).toBe(503);
+      expect(res.ms, 'answered within one limit, not two').toBeLessThan(TIMEOUT_MS + 500);
+    } finally {
+      clearTimeout(releaseUsers);
+      await usersLock.release().catch(() => {});
+      await skillsLock.release();
+    }
+  });
+
   it('the statement timeout is enforced in Postgres too: the backend is free again right after the limit, not when the lock goes', async () => {
     const lock = await holdLock(postgresEngine!.url!, 'skills');
     try {
@@ -134,6 +155,34 @@ describe.skipIf(!postgresEngine)('bounded waits on postgres (REQUEST_TIMEOUT_MS 
         .toBe(0);
     } finally {
       await lock.release();
+    }
+  });
+});
+
+describe.skipIf(!postgresEngine)('a time limit that passes during COMMIT (postgres, a database of its own)', () => {
+  it('never answers 503 for a write that committed: the caller waits for COMMIT and gets its real outcome', async () => {
+    const db = await openPrivateDb(postgresEngine!);
+    const handle = createDb({ url: db.url!, poolSize: 2, requestTimeoutMs: TIMEOUT_MS });
+    const server = await startTestServer(postgresEngine!, { handle });
+    try {
+      const t = await createTenant(db.handle.db, { skills: [skillSpec('s')] });
+      // The insert takes 60 % of the limit and a deferred trigger another 60 % inside COMMIT, so the limit
+      // passes while COMMIT runs (still within Postgres's statement_timeout for the COMMIT itself).
+      const slow = Math.round(TIMEOUT_MS * 0.6) / 1000;
+      await db.handle.db.execute(sql.raw(`
+        create function slow_down() returns trigger language plpgsql as $$ begin perform pg_sleep(${slow}); return new; end $$;
+        create trigger slow_insert before insert on user_skill_views for each row execute function slow_down();
+        create constraint trigger slow_commit after insert on user_skill_views deferrable initially deferred
+          for each row execute function slow_down();`));
+      const token = await tokenFor({ tenantId: t.tenantId, userId: t.userIds[0]! });
+      const res = await timed(() => rawCall(server.trpcUrl, 'recordView', { method: 'POST', input: { skillId: t.skills.s }, token }));
+      const [row] = await query<{ n: number }>(db.handle.db, sql`select count(*)::int as n from user_skill_views where tenant_id = ${t.tenantId}::uuid`);
+      expect(res.ms, 'the limit did pass before the answer').toBeGreaterThan(TIMEOUT_MS);
+      expect({ status: res.value.status, committed: row!.n }).toEqual({ status: 200, committed: 1 });
+    } finally {
+      await server.close();
+      await handle.close();
+      await db.drop();
     }
   });
 });
