@@ -7,6 +7,7 @@ import { sql } from 'drizzle-orm';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import { createDb, pinSettings, rowsOf, type Database, type DbHandle, type Executor } from './client.ts';
+import { DataDirLockedError } from './pglite-lock.ts';
 
 export const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
 export const DEFAULT_APP_ROLE = 'skillviews_app';
@@ -172,7 +173,14 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
   const { loadConfig } = await import('../server/config.ts');
   const config = loadConfig();
   const url = config.DATABASE_DIRECT_URL ?? config.DATABASE_URL;
-  const handle = url ? createDb({ url, poolSize: 1, prepare: false }) : createDb({ pgliteDir: config.PGLITE_DIR });
+  let handle: DbHandle;
+  try {
+    handle = url ? createDb({ url, poolSize: 1, prepare: false }) : createDb({ pgliteDir: config.PGLITE_DIR });
+  } catch (err) {
+    if (!(err instanceof DataDirLockedError)) throw err;
+    console.error(err.message);
+    process.exit(1);
+  }
   try {
     const { applied } = await migrate(handle, { appRole: config.DB_APP_ROLE });
     console.log(applied.length ? `applied ${applied.join(', ')} to the ${handle.engine} database` : `the ${handle.engine} database is up to date`);

@@ -1,5 +1,5 @@
 // One writer per embedded data directory: a lock file in the directory holding the owner's pid, checked for liveness.
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 
@@ -12,14 +12,24 @@ export class DataDirLockedError extends Error {
   constructor(
     readonly dir: string,
     readonly pid: number,
+    readonly host?: string,
   ) {
     super(
       `The embedded database in ${dir} is in use by process ${pid}` +
-        (pid === process.pid ? ' (this process)' : '') +
+        (pid === process.pid && !host ? ' (this process)' : '') +
+        (host ? ` on host ${host} (its lock was refreshed in the last ${STALE_AFTER_MS / 1000} s)` : '') +
         `. PGlite allows one process per data directory: stop that process, or use another PGLITE_DIR.`,
     );
   }
 }
+
+/** The holder refreshes its lock file's mtime this often (ms), so a lock from another host can be judged. */
+const HEARTBEAT_MS = 10_000;
+/**
+ * A lock written on another host (a container recreated under a new hostname, a shared volume) whose pid cannot
+ * be checked from here counts as live while refreshed within this long (ms), and as stale after.
+ */
+const STALE_AFTER_MS = 45_000;
 
 interface LockContent {
   pid: number;
@@ -135,8 +145,9 @@ function removeStale(file: string, judged: LockFileState) {
  * released by `release()` and, as a last resort, when this process exits.
  *
  * The file is created with O_EXCL, so of two processes starting together exactly one wins; a lock file not yet
- * written by its creator is waited for, not taken for stale. Liveness is checked by pid on this host; a lock
- * written on another host (a shared volume) is never taken over.
+ * written by its creator is waited for, not taken for stale. Liveness is checked by pid on this host. The holder
+ * refreshes the file's mtime every 10 s, so a lock written on another host (a container recreated with a new
+ * hostname on the same volume) is taken over once it has not been refreshed for 45 s.
  */
 export function lockDataDir(dir: string): { release: () => void } {
   mkdirSync(path.resolve(dir), { recursive: true });
@@ -155,8 +166,13 @@ export function lockDataDir(dir: string): { release: () => void } {
       if (!current) continue; // released meanwhile
       const holder = current.content;
       if (holder) {
-        // Our own pid in a lock this process does not hold (checked above) is a previous process's.
-        if (holder.host !== hostname() || (holder.pid !== process.pid && isAlive(holder.pid))) throw new DataDirLockedError(absolute, holder.pid);
+        if (holder.host !== hostname()) {
+          // Another host's pid cannot be checked from here: its heartbeat tells whether it is still there.
+          if (Date.now() - current.mtimeMs < STALE_AFTER_MS) throw new DataDirLockedError(absolute, holder.pid, holder.host);
+        } else if (holder.pid !== process.pid && isAlive(holder.pid)) {
+          // Our own pid in a lock this process does not hold (checked above) is a previous process's.
+          throw new DataDirLockedError(absolute, holder.pid);
+        }
       } else if (Date.now() - current.mtimeMs < UNWRITTEN_GRACE_MS) {
         sleepSync(20); // its creator is about to write its pid
         continue;
@@ -175,11 +191,21 @@ export function lockDataDir(dir: string): { release: () => void } {
     held.add(file);
     const onExit = () => removeIfOurs(file);
     process.once('exit', onExit);
+    const heartbeat = setInterval(() => {
+      try {
+        const now = new Date();
+        utimesSync(file, now, now);
+      } catch {
+        // gone (released meanwhile); nothing to refresh
+      }
+    }, HEARTBEAT_MS);
+    heartbeat.unref();
     let released = false;
     return {
       release: () => {
         if (released) return;
         released = true;
+        clearInterval(heartbeat);
         process.removeListener('exit', onExit);
         removeIfOurs(file);
       },

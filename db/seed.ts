@@ -275,9 +275,17 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
   const { createDb } = await import('./client.ts');
   const { migrate, MigrationError } = await import('./migrate.ts');
   const config = loadConfig();
-  const handle = config.DATABASE_URL
-    ? createDb({ url: config.DATABASE_URL, poolSize: 1, prepare: config.DB_PREPARE })
-    : createDb({ pgliteDir: config.PGLITE_DIR });
+  const { DataDirLockedError } = await import('./pglite-lock.ts');
+  let handle: ReturnType<typeof createDb>;
+  try {
+    handle = config.DATABASE_URL
+      ? createDb({ url: config.DATABASE_URL, poolSize: 1, prepare: config.DB_PREPARE })
+      : createDb({ pgliteDir: config.PGLITE_DIR });
+  } catch (err) {
+    if (!(err instanceof DataDirLockedError)) throw err;
+    console.error(err.message);
+    process.exit(1);
+  }
   try {
     await migrate(handle, { appRole: config.DB_APP_ROLE, url: config.DATABASE_DIRECT_URL });
     const result = await seedDemo(handle.db);

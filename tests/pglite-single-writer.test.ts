@@ -254,8 +254,23 @@ describe('lockDataDir', () => {
     expect(() => lockDataDir(dir)).toThrow(`in use by process ${process.ppid}.`);
     const dead = await deadPid();
     await writeFile(file, JSON.stringify({ pid: dead, host: `not-${os.hostname()}` }));
-    expect(() => lockDataDir(dir)).toThrow(`in use by process ${dead}.`);
+    expect(() => lockDataDir(dir)).toThrow(`in use by process ${dead} on host not-${os.hostname()}`);
     expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({ pid: dead });
+  });
+
+  it('takes over another host’s lock once its holder has stopped refreshing it (a container recreated under a new hostname), and keeps its own fresh', async () => {
+    const { lockDataDir } = await lockModule();
+    const dir = await freshDir('unit-other-host');
+    const file = path.join(dir, LOCK_FILE);
+    await writeFile(file, JSON.stringify({ pid: 4242, host: 'old-container' }));
+    const longAgo = new Date(Date.now() - 60_000);
+    await utimes(file, longAgo, longAgo);
+    const lock = lockDataDir(dir);
+    try {
+      expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({ pid: process.pid, host: os.hostname() });
+    } finally {
+      lock.release();
+    }
   });
 
   it('takes over a lock whose process is gone, and one naming this very pid that this process does not hold (a restarted container)', async () => {
