@@ -7,6 +7,7 @@ import { sql } from 'drizzle-orm';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import { createDb, pinSettings, rowsOf, type Database, type DbHandle, type Executor } from './client.ts';
+import { postgresErrorOf } from './errors.ts';
 import { DataDirLockedError } from './pglite-lock.ts';
 
 export const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -65,15 +66,10 @@ export class MigrationError extends Error {
 
 /** The Postgres error (message, hint) under drizzle's "Failed query" wrapper, as one readable message. */
 function migrationError(err: unknown): MigrationError {
-  for (let current: unknown = err, depth = 0; current && depth < 5; depth++) {
-    const e = current as { code?: unknown; message?: unknown; hint?: unknown; cause?: unknown };
-    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) {
-      const hint = typeof e.hint === 'string' && e.hint ? `\n${e.hint}` : '';
-      return new MigrationError(`Migration failed, nothing was applied: ${String(e.message)}${hint}`, { cause: err });
-    }
-    current = e.cause;
-  }
-  return new MigrationError(`Migration failed, nothing was applied: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  const pg = postgresErrorOf(err);
+  const reason = pg ? String(pg.message) : err instanceof Error ? err.message : String(err);
+  const hint = pg && typeof pg.hint === 'string' && pg.hint ? `\n${pg.hint}` : '';
+  return new MigrationError(`Migration failed, nothing was applied: ${reason}${hint}`, { cause: err });
 }
 
 export interface MigrateResult {
@@ -136,13 +132,18 @@ async function applyAll(tx: Executor, migrations: MigrationFile[], appRole: stri
   for (const migration of migrations) {
     if (done.has(migration.createdAt)) continue;
     for (const statement of migration.statements) await tx.execute(sql.raw(statement));
-    await tx.execute(
-      sql`insert into drizzle.skill_views_migrations (hash, created_at, tag) values (${migration.hash}, ${migration.createdAt}, ${migration.tag})`,
-    );
+    await recordApplied(tx, migration);
     applied.push(migration.tag);
   }
   await tx.execute(sql`select public.skillviews_ensure_app_role(${appRole})`);
   return { applied };
+}
+
+/** Writes `migration` into the journal as applied. */
+async function recordApplied(tx: Executor, migration: MigrationFile) {
+  await tx.execute(
+    sql`insert into drizzle.skill_views_migrations (hash, created_at, tag) values (${migration.hash}, ${migration.createdAt}, ${migration.tag})`,
+  );
 }
 
 /**
@@ -162,9 +163,7 @@ async function adoptDrizzleJournal(tx: Executor, migrations: MigrationFile[]) {
   );
   for (const migration of migrations) {
     if (!seen.has(migration.createdAt)) continue;
-    await tx.execute(
-      sql`insert into drizzle.skill_views_migrations (hash, created_at, tag) values (${migration.hash}, ${migration.createdAt}, ${migration.tag})`,
-    );
+    await recordApplied(tx, migration);
   }
 }
 

@@ -5,6 +5,7 @@ import { TRPC_ERROR_CODES_BY_KEY, type TRPC_ERROR_CODE_KEY } from '@trpc/server/
 import { ZodError } from 'zod';
 import { transformer } from '../client/transformer.ts';
 import { DatabaseUnavailableError } from '../db/client.ts';
+import { causeChain, isSqlState, postgresErrorOf, type PostgresErrorLike } from '../db/errors.ts';
 
 /** Seconds a client is asked to wait (`Retry-After`) after a SERVICE_UNAVAILABLE answer. */
 export const RETRY_AFTER_SECONDS = 1;
@@ -83,42 +84,26 @@ const transientDriverCodes = new Set([
   'EAI_AGAIN',
 ]);
 
-interface DbErrorLike {
-  code?: unknown;
-  constraint_name?: unknown;
-  constraint?: unknown;
-  table_name?: unknown;
-  table?: unknown;
-  routine?: unknown;
-  cause?: unknown;
-}
-
-/** The database or driver error behind `err` (drizzle and tRPC wrap it in `cause`), or null. */
-export function databaseErrorOf(err: unknown): DbErrorLike | null {
-  let current: unknown = err;
-  for (let depth = 0; depth < 5 && current && typeof current === 'object'; depth++) {
-    const e = current as DbErrorLike;
-    if (typeof e.code === 'string' && (transientDriverCodes.has(e.code) || /^[0-9A-Z]{5}$/.test(e.code))) return e;
-    current = e.cause;
+/** The database or driver error behind `err` (a SQLSTATE, or one of the driver's connection codes), or null. */
+export function databaseErrorOf(err: unknown): PostgresErrorLike | null {
+  for (const e of causeChain(err)) {
+    const code = typeof e === 'object' ? (e as { code?: unknown }).code : undefined;
+    if (typeof code === 'string' && (transientDriverCodes.has(code) || isSqlState(code))) return e as PostgresErrorLike;
   }
   return null;
 }
 
 /** A failure a retry may cure (timeouts, lost connections, a pool exhausted for too long). */
 export function isTransientDatabaseError(err: unknown): boolean {
-  for (let current: unknown = err, depth = 0; depth < 5 && current; depth++) {
-    if (current instanceof DatabaseUnavailableError) return true;
-    current = (current as { cause?: unknown }).cause;
-  }
-  const db = databaseErrorOf(err);
-  if (!db || typeof db.code !== 'string') return false;
-  return transientSqlStates.has(db.code) || transientDriverCodes.has(db.code) || db.code.startsWith('08');
+  for (const e of causeChain(err)) if (e instanceof DatabaseUnavailableError) return true;
+  const code = databaseErrorOf(err)?.code;
+  if (!code) return false;
+  return transientSqlStates.has(code) || transientDriverCodes.has(code) || code.startsWith('08');
 }
 
 /** A named prepared statement the server connection does not have: a transaction pooler with DB_PREPARE on. */
 export function isMissingPreparedStatement(err: unknown): boolean {
-  const db = databaseErrorOf(err);
-  return db?.code === '26000';
+  return postgresErrorOf(err)?.code === '26000';
 }
 
 /**
@@ -130,7 +115,7 @@ export function isMissingPreparedStatement(err: unknown): boolean {
  * (`… is not present in table "users".`, English servers only).
  */
 export function missingReferenceOf(err: unknown): string | null {
-  const db = databaseErrorOf(err) as (DbErrorLike & { detail?: unknown }) | null;
+  const db = postgresErrorOf(err);
   if (db?.code !== '23503') return null;
   const constraint = String(db.constraint_name ?? db.constraint ?? '');
   const named = /_(user|skill|tenant)_fk$/.exec(constraint) ?? /_(users|skills|tenants)_id_fk$/.exec(constraint);

@@ -1,5 +1,6 @@
 // Postgres errors on either driver: drizzle wraps the driver's error, so look for the SQLSTATE down the cause chain.
 import { expect } from 'vitest';
+import { postgresErrorOf } from '../../db/errors.ts';
 
 export interface PgErrorInfo {
   code: string;
@@ -8,13 +9,8 @@ export interface PgErrorInfo {
 
 /** The first error in the `cause` chain that carries a SQLSTATE, or null. */
 export function pgError(err: unknown): PgErrorInfo | null {
-  let current: unknown = err;
-  for (let depth = 0; depth < 5 && current && typeof current === 'object'; depth++) {
-    const { code, message, cause } = current as { code?: unknown; message?: unknown; cause?: unknown };
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return { code, message: String(message ?? '') };
-    current = cause;
-  }
-  return null;
+  const found = postgresErrorOf(err);
+  return found ? { code: found.code, message: String(found.message ?? '') } : null;
 }
 
 /** True for `new row violates row-level security policy` (42501 is also plain "permission denied"). */
