@@ -1,11 +1,9 @@
 // Authentication: a pluggable Authenticator, and the default one for bearer JWTs (HS256, verified with jose).
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { sql } from 'drizzle-orm';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { Database } from '../db/client.ts';
-import { query } from '../db/queries/rows.ts';
-import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
+import { userExists } from '../db/queries/users.ts';
 import { isValidSession, type Session } from './session.ts';
 
 export interface AuthenticateOptions {
@@ -71,16 +69,6 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     }
   }
 
-  async function userExists(session: Session, timeoutMs: number | undefined): Promise<boolean> {
-    const rows = await withTenantTransaction(
-      options.db,
-      { role: options.appRole, ...session },
-      (tx) => query(tx, sql`select 1 from users where tenant_id = ${session.tenantId}::uuid and id = ${session.userId}::uuid`),
-      timeoutMs === undefined ? {} : { timeoutMs },
-    );
-    return rows.length > 0;
-  }
-
   const authenticate: Authenticator = async ({ headers }, { timeoutMs } = {}) => {
     const token = bearer.exec(headers.authorization ?? '')?.[1];
     if (!token) return null;
@@ -91,7 +79,8 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
       accepted.delete(token);
     }
     const verified = await verify(token, at);
-    if (!verified || !(await userExists(verified.session, timeoutMs))) return null;
+    if (!verified) return null;
+    if (!(await userExists(options.db, options.appRole, verified.session, { timeoutMs }))) return null;
     if (accepted.size >= maxEntries) accepted.delete(accepted.keys().next().value as string);
     accepted.set(token, { session: verified.session, until: Math.min(verified.exp, at + ttl) });
     return verified.session;

@@ -63,18 +63,10 @@ export function parseTokenArgs(argv: string[]): Args {
 
 /** Whether the user exists in the tenant, asked as the server does: as the app role, under row-level security. */
 async function userExists(config: Config & { DATABASE_URL: string }, session: Session): Promise<boolean> {
-  const [{ sql }, { createDb }, { query }, { withTenantTransaction }] = await Promise.all([
-    import('drizzle-orm'),
-    import('../db/client.ts'),
-    import('../db/queries/rows.ts'),
-    import('../db/queries/tenant-transaction.ts'),
-  ]);
+  const [{ createDb }, users] = await Promise.all([import('../db/client.ts'), import('../db/queries/users.ts')]);
   const handle = createDb({ url: config.DATABASE_URL, poolSize: 1, prepare: config.DB_PREPARE, requestTimeoutMs: config.REQUEST_TIMEOUT_MS });
   try {
-    const rows = await withTenantTransaction(handle.db, { role: config.DB_APP_ROLE, ...session }, (tx) =>
-      query(tx, sql`select 1 from users where tenant_id = ${session.tenantId}::uuid and id = ${session.userId}::uuid`),
-    );
-    return rows.length > 0;
+    return await users.userExists(handle.db, config.DB_APP_ROLE, session);
   } finally {
     await handle.close();
   }

@@ -2,4 +2,5 @@
 export * from './change-summary.ts';
 export * from './feed.ts';
 export * from './tenant-transaction.ts';
+export * from './users.ts';
 export * from './views.ts';
