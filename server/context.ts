@@ -48,10 +48,11 @@ export interface HttpContextDeps {
 export function createContextFactory(deps: HttpContextDeps) {
   return async function createContext({ req }: { req: { headers: IncomingHttpHeaders } }): Promise<Context> {
     // One time limit for the whole request: authentication's database check and the request transaction.
-    const deadline = Date.now() + requestTimeoutOf(deps.db);
+    const limit = requestTimeoutOf(deps.db);
+    const deadline = Date.now() + limit;
     let session: Session | null;
     try {
-      session = await deps.authenticate({ headers: req.headers }, { timeoutMs: requestTimeoutOf(deps.db) });
+      session = await deps.authenticate({ headers: req.headers }, { timeoutMs: limit });
     } catch (err) {
       // The authenticator asks the database too: a timeout or lost connection there is a 503, not a 500.
       throw toClientError(err);

@@ -18,13 +18,16 @@ const t = initTRPC.context<Context>().create({
 
 /** 2. Middleware. */
 
-/** Rejects callers without a valid session before anything touches the database. */
-const requireSession = t.middleware(({ ctx, next }) => {
+/** The caller's session, or UNAUTHORIZED (a missing session or one whose ids are not uuids). */
+function sessionOf(ctx: Context) {
   if (!ctx.session || !isValidSession(ctx.session)) {
     throw new TRPCError({ code: 'UNAUTHORIZED', message: 'Sign in to continue' });
   }
-  return next({ ctx: { session: ctx.session } });
-});
+  return ctx.session;
+}
+
+/** Rejects callers without a valid session before anything touches the database. */
+const requireSession = t.middleware(({ ctx, next }) => next({ ctx: { session: sessionOf(ctx) } }));
 
 /**
  * Runs the rest of the request in one transaction scoped to the caller: one parameterised set_config
@@ -35,8 +38,9 @@ const requireSession = t.middleware(({ ctx, next }) => {
  * lost connections are SERVICE_UNAVAILABLE.
  */
 const withTenantTransaction = t.middleware(async ({ ctx, next }) => {
-  const session = ctx.session;
-  if (!session || !isValidSession(session)) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'Sign in to continue' });
+  // Checked again here (cheap): the input parser sits between the two middlewares, and tRPC types this one's
+  // context from the base context.
+  const session = sessionOf(ctx);
   const { tenantId, userId } = session;
   // What authentication left of the request's time limit (HTTP); server-side callers get the database's full limit.
   const remaining = ctx.deadline === undefined ? undefined : ctx.deadline - Date.now();
@@ -50,7 +54,7 @@ const withTenantTransaction = t.middleware(async ({ ctx, next }) => {
         if (!result.ok) throw result.error;
         return result;
       },
-      remaining === undefined ? {} : { timeoutMs: remaining },
+      { timeoutMs: remaining }, // undefined: the database's full limit
     );
   } catch (err) {
     if (isMissingUser(err)) ctx.revokeSession?.(session);
