@@ -300,9 +300,18 @@ function preparing<S extends postgres.Sql | postgres.TransactionSql>(sql: S): S 
  * (pg_catalog is always searched first; pg_temp is put last so a temporary table cannot shadow ours).
  * Transaction-local rather than startup parameters, which PgBouncer refuses for most of these.
  */
+export const PINNED_SETTINGS = {
+  search_path: 'public, pg_temp',
+  DateStyle: 'ISO, MDY',
+  IntervalStyle: 'postgres',
+  TimeZone: 'UTC',
+} as const;
+
+/** PINNED_SETTINGS as `set_config(…, true)` calls to join a select list (constants, so literal SQL). */
 export const pinnedSettings = sql.raw(
-  `pg_catalog.set_config('search_path', 'public, pg_temp', true), pg_catalog.set_config('DateStyle', 'ISO, MDY', true), ` +
-    `pg_catalog.set_config('IntervalStyle', 'postgres', true), pg_catalog.set_config('TimeZone', 'UTC', true)`,
+  Object.entries(PINNED_SETTINGS)
+    .map(([name, value]) => `pg_catalog.set_config('${name}', '${value}', true)`)
+    .join(', '),
 );
 
 /** Pins the session settings (see pinnedSettings) for the rest of transaction `tx`. */

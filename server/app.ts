@@ -41,11 +41,11 @@ export function buildServer(options: ServerOptions) {
         { statusCode: status, outcome: 'error', reason: code ?? 'client error' },
         'request rejected before routing',
       );
-      if (!socket.writable || (err as { code?: string }).code === 'ECONNRESET') {
+      if (!socket.writable || code === 'ECONNRESET') {
         socket.destroy();
         return;
       }
-      const body = transportErrorBody(status === 431 ? 'BAD_REQUEST' : status === 408 ? 'TIMEOUT' : 'BAD_REQUEST', transportMessage(status), status);
+      const body = transportErrorBody(trpcCodeForStatus(status), transportMessage(status), status);
       socket.end(
         `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );

@@ -1,6 +1,6 @@
 // Start-up self-check: as the application role, prove row-level security cannot be bypassed and the pinned session settings hold, or refuse to start.
 import { sql } from 'drizzle-orm';
-import { pinnedSettings, type Database } from '../db/client.ts';
+import { PINNED_SETTINGS, pinnedSettings, type Database } from '../db/client.ts';
 import { query } from '../db/queries/rows.ts';
 import { rlsTables } from '../db/schema/index.ts';
 
@@ -27,8 +27,13 @@ interface SessionRow {
   resolved: { name: string; schema: string | null }[] | string;
 }
 
-/** What every transaction of the module pins (db/client.ts pinnedSettings), as Postgres reports it back. */
-const expectedSession = { datestyle: 'ISO, MDY', intervalstyle: 'postgres', timezone: 'UTC', search_path: 'public, pg_temp' };
+/** What every transaction of the module pins, by the lower-case column names the check reads them into. */
+const expectedSession = {
+  datestyle: PINNED_SETTINGS.DateStyle,
+  intervalstyle: PINNED_SETTINGS.IntervalStyle,
+  timezone: PINNED_SETTINGS.TimeZone,
+  search_path: PINNED_SETTINGS.search_path,
+};
 
 interface TableRow {
   relname: string;
