@@ -68,6 +68,18 @@ export class DatabaseUnavailableError extends Error {
   }
 }
 
+/**
+ * COMMIT was sent but not confirmed within a second time limit (the database or the path to it stalled): the
+ * transaction may or may not have been committed. Unlike DatabaseUnavailableError, a blind retry may apply
+ * the write twice.
+ */
+export class CommitOutcomeUnknownError extends Error {
+  override name = 'CommitOutcomeUnknownError';
+  constructor(readonly timeoutMs: number) {
+    super(`COMMIT was not confirmed within ${timeoutMs} ms more; the write may or may not have been applied`);
+  }
+}
+
 export interface DbHandle {
   db: Database;
   engine: Engine;
@@ -168,7 +180,8 @@ interface Deadline {
   started: () => void;
   /**
    * Call right before the transaction commits: throws if the caller has been answered already (so it rolls
-   * back instead); otherwise the caller will wait for COMMIT's own outcome, past the time limit if need be.
+   * back instead); otherwise the caller waits for COMMIT's own outcome, up to one more time limit past the first
+   * (then CommitOutcomeUnknownError).
    */
   check: () => void;
 }
@@ -176,10 +189,19 @@ interface Deadline {
 function withDeadline<T>(timeoutMs: number, run: (deadline: Deadline) => Promise<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let state: 'waiting' | 'running' | 'committing' | 'settled' = 'waiting';
-    const timer = setTimeout(() => {
-      // Once COMMIT is on its way the caller gets its real outcome (Postgres bounds COMMIT by statement_timeout):
-      // answering "unavailable" then could report a failure for a write that did commit.
-      if (state === 'settled' || state === 'committing') return;
+    let timer = setTimeout(function expire() {
+      if (state === 'settled') return;
+      if (state === 'committing') {
+        // COMMIT is on its way: answering "unavailable" now could report a failure for a write that did commit,
+        // so the caller waits for its real outcome (Postgres bounds COMMIT by statement_timeout) for one more
+        // limit. A database or path that stalls past that leaves the outcome unknown, and the caller is told so.
+        timer = setTimeout(() => {
+          if (state === 'settled') return;
+          state = 'settled';
+          reject(new CommitOutcomeUnknownError(timeoutMs));
+        }, timeoutMs);
+        return;
+      }
       const code = state === 'waiting' ? 'POOL_TIMEOUT' : 'REQUEST_TIMEOUT';
       state = 'settled';
       reject(new DatabaseUnavailableError(code, timeoutMs));

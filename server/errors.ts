@@ -4,7 +4,7 @@ import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import { TRPC_ERROR_CODES_BY_KEY, type TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
 import { ZodError } from 'zod';
 import { transformer } from '../client/transformer.ts';
-import { DatabaseUnavailableError } from '../db/client.ts';
+import { CommitOutcomeUnknownError, DatabaseUnavailableError } from '../db/client.ts';
 import { causeChain, isSqlState, postgresErrorOf, type PostgresErrorLike } from '../db/errors.ts';
 
 /** Seconds a client is asked to wait (`Retry-After`) after a SERVICE_UNAVAILABLE answer. */
@@ -16,6 +16,7 @@ const genericMessages: Partial<Record<TRPC_ERROR_CODE_KEY, string>> = {
   BAD_REQUEST: 'Invalid request',
   INTERNAL_SERVER_ERROR: 'Internal server error',
   SERVICE_UNAVAILABLE: 'The service is temporarily unavailable; retry shortly',
+  GATEWAY_TIMEOUT: 'The database did not confirm the write in time: it may or may not have been applied',
   METHOD_NOT_SUPPORTED: 'Method not supported',
   NOT_FOUND: 'Not found',
   PAYLOAD_TOO_LARGE: 'Request body too large',
@@ -143,6 +144,11 @@ export function toClientError(err: unknown): TRPCError {
   if (err instanceof TRPCError && err.code !== 'INTERNAL_SERVER_ERROR') return err;
   if (isMissingUser(err)) return new TRPCError({ code: 'UNAUTHORIZED', message: 'Sign in to continue', cause: asError(err) });
   if (isMissingSkill(err)) return new TRPCError({ code: 'NOT_FOUND', message: 'Skill not found', cause: asError(err) });
+  for (const e of causeChain(err)) {
+    if (e instanceof CommitOutcomeUnknownError) {
+      return new TRPCError({ code: 'GATEWAY_TIMEOUT', message: genericMessages.GATEWAY_TIMEOUT!, cause: asError(err) });
+    }
+  }
   if (isTransientDatabaseError(err)) {
     return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: genericMessages.SERVICE_UNAVAILABLE!, cause: asError(err) });
   }

@@ -187,6 +187,48 @@ describe.skipIf(!postgresEngine)('a time limit that passes during COMMIT (postgr
   });
 });
 
+describe.skipIf(!postgresEngine || process.getuid?.() !== 0)('a backend frozen during COMMIT (postgres, SIGSTOP; needs root)', () => {
+  it('answers 504 GATEWAY_TIMEOUT (outcome unknown) within two limits, not when the backend wakes', async () => {
+    const db = await openPrivateDb(postgresEngine!);
+    const handle = createDb({ url: db.url!, poolSize: 2, requestTimeoutMs: TIMEOUT_MS });
+    const server = await startTestServer(postgresEngine!, { handle });
+    let frozen: number | null = null;
+    try {
+      const t = await createTenant(db.handle.db, { skills: [skillSpec('s')] });
+      // The insert and the deferred trigger each take 60 % of the limit, so the limit passes inside COMMIT;
+      // the backend is frozen there, as a stalled server or network would leave it.
+      const slow = Math.round(TIMEOUT_MS * 0.6) / 1000;
+      await db.handle.db.execute(sql.raw(`
+        create function slow_down() returns trigger language plpgsql as $$ begin perform pg_sleep(${slow}); return new; end $$;
+        create trigger slow_insert before insert on user_skill_views for each row execute function slow_down();
+        create constraint trigger slow_commit after insert on user_skill_views deferrable initially deferred
+          for each row execute function slow_down();`));
+      const token = await tokenFor({ tenantId: t.tenantId, userId: t.userIds[0]! });
+      const call = timed(() => rawCall(server.trpcUrl, 'recordView', { method: 'POST', input: { skillId: t.skills.s }, token }));
+      await new Promise((r) => setTimeout(r, TIMEOUT_MS * 0.6 + 300)); // inside COMMIT's deferred trigger
+      const [backend] = await query<{ pid: number }>(
+        db.handle.db,
+        sql`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
+            and state = 'active' and query ilike 'commit%'`,
+      );
+      frozen = backend!.pid;
+      process.kill(frozen, 'SIGSTOP');
+      // Thawed after three limits whatever happens, so a wrong answer is late rather than a hung test.
+      const thaw = setTimeout((pid: number) => process.kill(pid, 'SIGCONT'), 3 * TIMEOUT_MS, frozen);
+      const res = await call;
+      clearTimeout(thaw);
+      expect(res.value.status).toBe(504);
+      expect(errorOf(res.value).data.code).toBe('GATEWAY_TIMEOUT');
+      expect(res.ms).toBeLessThan(2 * TIMEOUT_MS + 700);
+    } finally {
+      if (frozen !== null) process.kill(frozen, 'SIGCONT');
+      await server.close();
+      await handle.close();
+      await db.drop();
+    }
+  });
+});
+
 describe.each(engines)('/healthz runs a real request transaction on $name', (engine) => {
   it('answers 503 when the role switch fails (while `select 1` would still work)', async () => {
     const broken = await startTestServer(engine, { appRole: 'sv_role_that_does_not_exist' });
