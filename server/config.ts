@@ -45,6 +45,8 @@ export const configSchema = z
       z.string().regex(roleName, 'must be a lower-case Postgres role name').default('skillviews_app'),
     ),
     DB_POOL_SIZE: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(100).default(10)),
+    /** Delete view rows not refreshed for this many days, once a day (unset: keep them forever). */
+    VIEW_RETENTION_DAYS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(36_500).optional()),
     LOG_LEVEL: z.preprocess(
       emptyAsUndefined,
       z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -7,6 +7,7 @@ import type { FastifyServerOptions } from 'fastify';
 import { createDb, type DbHandle } from '../db/client.ts';
 import { migrate, MigrationError } from '../db/migrate.ts';
 import { DataDirLockedError } from '../db/pglite-lock.ts';
+import { pruneExpiredViews, RETENTION_INTERVAL_MS } from '../db/retention.ts';
 import { seedDemo, type DemoUser } from '../db/seed.ts';
 import { buildServer } from './app.ts';
 import { createJwtAuthenticator, signToken, type Authenticator } from './auth.ts';
@@ -70,6 +71,9 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       logger: options.logger ?? { level: config.LOG_LEVEL, redact: ['req.headers.authorization'] },
     });
     const address = await app.listen({ port: config.PORT, host: config.HOST });
+    const retention = config.VIEW_RETENTION_DAYS
+      ? scheduleRetention(handle, config.VIEW_RETENTION_DAYS, config.DATABASE_DIRECT_URL, app.log)
+      : null;
     const demoTokens =
       demo && config.NODE_ENV !== 'production'
         ? await Promise.all(demo.users.map(async (u) => ({ ...u, token: await signToken(u, secret, '7d') })))
@@ -81,6 +85,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       demoTokens,
       close: () =>
         (closing ??= (async () => {
+          await retention?.stop();
           await app.close(); // stops accepting and waits for in-flight requests
           await handle.close();
         })()),
@@ -89,6 +94,41 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     await handle.close();
     throw err;
   }
+}
+
+/**
+ * VIEW_RETENTION_DAYS: prunes expired view rows now and then once a day (db/retention.ts), as the owner
+ * (DATABASE_DIRECT_URL, else DATABASE_URL). Several processes may do this; one prunes at a time and the others
+ * skip. A failure is logged, never fatal; `stop()` cancels the schedule and waits for a run in progress.
+ */
+function scheduleRetention(
+  handle: DbHandle,
+  days: number,
+  url: string | undefined,
+  log: { info: (obj: object, msg: string) => void; error: (obj: object, msg: string) => void },
+) {
+  let running: Promise<void> | null = null;
+  const run = () => {
+    running ??= pruneExpiredViews(handle, { days, url })
+      .then(
+        (result) => log.info({ retentionDays: days, ...result }, 'view retention'),
+        (err: unknown) => log.error({ err }, 'view retention failed'),
+      )
+      .finally(() => {
+        running = null;
+      });
+  };
+  const first = setTimeout(run, 1_000);
+  const daily = setInterval(run, RETENTION_INTERVAL_MS);
+  first.unref();
+  daily.unref();
+  return {
+    stop: async () => {
+      clearTimeout(first);
+      clearInterval(daily);
+      await running;
+    },
+  };
 }
 
 async function main() {

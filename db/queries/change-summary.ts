@@ -2,6 +2,7 @@
 import { sql } from 'drizzle-orm';
 import type { Executor } from '../client.ts';
 import { query, toDateOrNull, toInt, toIntOrNull } from './rows.ts';
+import { contentUnseen, feedbackUnseen } from './seen.ts';
 import type { ViewerScope } from './views.ts';
 
 export type Change =
@@ -24,14 +25,18 @@ interface SummaryRow {
   viewed: boolean;
   last_viewed_at: unknown;
   last_viewed_version: unknown;
+  content_unseen: boolean | null;
+  seen_version: unknown;
   name_changed: boolean | null;
   description_changed: boolean | null;
   new_feedback: unknown;
 }
 
 /**
- * One statement. Details are compared between the snapshot of the version the user last saw and the
- * skill as it is now; feedback counts items created after the last view, not the caller's own.
+ * One statement, a pure read, by the one definition of "changed since seen" (db/queries/seen.ts): when the
+ * content is unseen, `version_bump` (from the published version the caller saw to the current one) and
+ * `details_updated` (exactly the fields that differ from the revision the caller saw); `new_feedback` counts
+ * others' feedback the caller's last seen snapshot could not see. Empty right after recordView or markSeen.
  * Returns null when the skill does not exist in the caller's tenant.
  */
 export async function changeSummary(
@@ -44,18 +49,19 @@ export async function changeSummary(
     sql`
     select s.id, pv.version as current_version, (v.skill_id is not null) as viewed,
            v.last_viewed_at, v.last_viewed_version,
-           (lv.name is distinct from s.name) as name_changed,
-           (lv.description is distinct from s.description) as description_changed,
+           ${contentUnseen} as content_unseen,
+           r.published_version as seen_version,
+           (r.name is distinct from s.name) as name_changed,
+           (r.description is distinct from s.description) as description_changed,
            case when v.skill_id is null then 0 else (
              select count(*) from skill_feedback f
-             where f.skill_id = s.id and f.created_at > v.last_viewed_at
-               and f.user_id is distinct from ${scope.userId}::uuid
+             where f.tenant_id = s.tenant_id and f.skill_id = s.id and ${feedbackUnseen(scope.userId)}
            ) end as new_feedback
     from skills s
     left join skill_versions pv on pv.id = s.published_version_id
     left join user_skill_views v
       on v.tenant_id = s.tenant_id and v.user_id = ${scope.userId}::uuid and v.skill_id = s.id
-    left join skill_versions lv on lv.skill_id = s.id and lv.version = v.last_viewed_version
+    left join skill_revisions r on r.tenant_id = s.tenant_id and r.skill_id = s.id and r.revision = v.seen_revision
     where s.tenant_id = ${scope.tenantId}::uuid and s.id = ${skillId}::uuid`,
   );
   const row = rows[0];
@@ -71,11 +77,11 @@ export async function changeSummary(
     changes: [],
   };
   if (!row.viewed) return summary;
-  if (currentVersion !== null && currentVersion > (lastViewedVersion ?? 0)) {
-    summary.changes.push({ kind: 'version_bump', from: lastViewedVersion, to: currentVersion });
-  }
-  // Without a seen snapshot (viewed before anything was published) there is nothing to compare against.
-  if (lastViewedVersion !== null) {
+  if (row.content_unseen) {
+    const seenVersion = toIntOrNull(row.seen_version);
+    if (currentVersion !== null && currentVersion !== seenVersion) {
+      summary.changes.push({ kind: 'version_bump', from: seenVersion, to: currentVersion });
+    }
     const fields: ('name' | 'description')[] = [];
     if (row.name_changed) fields.push('name');
     if (row.description_changed) fields.push('description');

@@ -1,7 +1,8 @@
 // Query function for the "what's new" feed: skills the user viewed that changed since, keyset-paginated.
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Executor } from '../client.ts';
 import { isUuid, query, toDate, toInt, toIntOrNull } from './rows.ts';
+import { contentUnseen } from './seen.ts';
 import type { ViewerScope } from './views.ts';
 
 export interface WhatsNewItem {
@@ -86,32 +87,96 @@ export interface WhatsNewOptions {
 }
 
 /**
- * Published skills the user viewed whose content changed after their last view (newer updated_at or a
- * newer published version) and within the window, newest change first, ties by id. Starts from the
- * user's own view rows, so its cost follows how many skills the user viewed, not the table sizes.
+ * How many rows each side of the feed's join is probed for before choosing where to start: the caller's view
+ * rows, or the tenant's published skills changed inside the window. Both probes are index-only and stop here.
+ */
+export const PLAN_PROBE_LIMIT = 1000;
+
+/**
+ * Where the feed and the count start. `views`: the caller's own view rows (primary key), each joined to its skill;
+ * cost follows how many skills the caller viewed. `skills`: the tenant's published skills changed inside the
+ * window, newest first (skills_published_updated_idx), each probing the caller's view row by primary key; cost
+ * follows how many skills changed, and a page stops as soon as it is full. The smaller side wins, so neither a
+ * user with 20,000 views in a quiet tenant nor a light user in a tenant where thousands of skills changed pays for
+ * the other side. Postgres cannot choose this itself: a prepared (generic) plan does not know the caller's numbers.
+ */
+export type FeedPlan = 'views' | 'skills';
+
+interface Probe {
+  since: string;
+  views: unknown;
+  changed: unknown;
+}
+
+/** Measures both sides (each capped at PLAN_PROBE_LIMIT) and fixes the window's start for the main statement. */
+async function probe(db: Executor, scope: ViewerScope, windowDays: number): Promise<{ plan: FeedPlan; since: string }> {
+  const rows = await query<Probe>(
+    db,
+    sql`
+    with w as (select now() - make_interval(days => ${windowDays}::int) as since)
+    select to_char(w.since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as since,
+      (select count(*) from (select 1 from user_skill_views v
+         where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid
+         limit ${PLAN_PROBE_LIMIT}::int) a) as views,
+      (select count(*) from (select 1 from skills s
+         where s.tenant_id = ${scope.tenantId}::uuid and s.status = 'published' and s.updated_at >= w.since
+         limit ${PLAN_PROBE_LIMIT}::int) b) as changed
+    from w`,
+  );
+  const row = rows[0]!;
+  return { plan: toInt(row.changed) < toInt(row.views) ? 'skills' : 'views', since: row.since };
+}
+
+/**
+ * The rows of the feed (published skills the caller viewed with unseen content, changed since `since`), from the
+ * side `plan` names; `extra` adds conditions (a cursor). Columns: skill and view fields, cursor_ts.
+ */
+function feedRows(scope: ViewerScope, plan: FeedPlan, since: string, extra: SQL, columns: SQL): SQL {
+  const from =
+    plan === 'views'
+      ? sql`from user_skill_views v
+        join skills s on s.tenant_id = v.tenant_id and s.id = v.skill_id`
+      : sql`from skills s
+        join user_skill_views v on v.tenant_id = s.tenant_id and v.user_id = ${scope.userId}::uuid and v.skill_id = s.id`;
+  const start =
+    plan === 'views'
+      ? sql`v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid`
+      : sql`s.tenant_id = ${scope.tenantId}::uuid`;
+  return sql`select ${columns}
+    ${from}
+    left join skill_versions pv on pv.id = s.published_version_id
+    where ${start}
+      and s.status = 'published'
+      and s.updated_at >= ${since}::timestamptz
+      and ${contentUnseen}
+      ${extra}`;
+}
+
+/**
+ * Published skills the user viewed whose content they have not seen (db/queries/seen.ts), changed within the
+ * window, newest change first, ties by id, keyset-paginated. Two statements: the probe that picks the plan
+ * (FeedPlan), then the page.
  */
 export async function whatsNew(
   db: Executor,
   scope: ViewerScope,
   { limit, windowDays, cursor }: WhatsNewOptions,
 ): Promise<{ items: WhatsNewItem[]; nextCursor: FeedCursor | null }> {
+  const { plan, since } = await probe(db, scope, windowDays);
   const after = cursor
     ? sql`and (s.updated_at, s.id) < (${cursor.updatedAt}::timestamptz, ${cursor.id}::uuid)`
     : sql``;
   const rows = await query<FeedRow>(
     db,
-    sql`
-    select s.id, s.name, s.slug, s.category, s.updated_at,
+    sql`${feedRows(
+      scope,
+      plan,
+      since,
+      after,
+      sql`s.id, s.name, s.slug, s.category, s.updated_at,
            to_char(s.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_ts,
-           v.last_viewed_at, v.last_viewed_version, pv.version as current_version, v.view_count
-    from user_skill_views v
-    join skills s on s.tenant_id = v.tenant_id and s.id = v.skill_id
-    left join skill_versions pv on pv.id = s.published_version_id
-    where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid
-      and s.status = 'published'
-      and s.updated_at >= now() - make_interval(days => ${windowDays}::int)
-      and (s.updated_at > v.last_viewed_at or coalesce(pv.version, 0) > coalesce(v.last_viewed_version, 0))
-      ${after}
+           v.last_viewed_at, v.last_viewed_version, pv.version as current_version, v.view_count`,
+    )}
     order by s.updated_at desc, s.id desc
     limit ${limit + 1}::int`,
   );
@@ -131,4 +196,25 @@ export async function whatsNew(
     })),
     nextCursor: rows.length > limit && last ? { updatedAt: last.cursor_ts, id: last.id } : null,
   };
+}
+
+/** The nav badge's cap: counting stops after this many (`capped: true`). */
+export const WHATS_NEW_COUNT_CAP = { default: 999, min: 999, max: 10_000 } as const;
+
+/**
+ * How many items whatsNew would list over all its pages for the same window: the same rows, counted up to `cap`
+ * (then `capped: true`, and the count is `cap`). The same plan choice as the feed.
+ */
+export async function whatsNewCount(
+  db: Executor,
+  scope: ViewerScope,
+  { windowDays, cap }: { windowDays: number; cap: number },
+): Promise<{ count: number; capped: boolean }> {
+  const { plan, since } = await probe(db, scope, windowDays);
+  const rows = await query<{ n: unknown }>(
+    db,
+    sql`select count(*) as n from (${feedRows(scope, plan, since, sql``, sql`1`)} limit ${cap + 1}::int) x`,
+  );
+  const n = toInt(rows[0]?.n ?? 0);
+  return n > cap ? { count: cap, capped: true } : { count: n, capped: false };
 }

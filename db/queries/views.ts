@@ -2,6 +2,7 @@
 import { sql } from 'drizzle-orm';
 import type { Executor } from '../client.ts';
 import { query, toDate, toInt, toIntOrNull, uuidArrayParam } from './rows.ts';
+import { contentUnseen, hasUnseenFeedback, laterSnapshot } from './seen.ts';
 
 export interface SkillView {
   skillId: string;
@@ -22,6 +23,7 @@ export interface ViewerScope {
 
 interface RecordViewRow {
   skill_id: string;
+  tracked: boolean;
   first_viewed_at: unknown;
   last_viewed_at: unknown;
   last_viewed_version: unknown;
@@ -33,26 +35,35 @@ interface RecordViewRow {
   prev_view_count: unknown;
 }
 
+/** What recordView returns: the view after and before (null when tracking is off), and whether it was recorded. */
+export interface RecordViewResult {
+  view: SkillView | null;
+  previous: SkillView | null;
+  tracked: boolean;
+}
+
 /**
- * Records that the user opened a skill, in one statement: resolves the skill's current published
- * version, locks and reads the previous view row, and upserts (count + 1, time from the database
- * clock, version). Returns null when the skill does not exist in the caller's tenant.
+ * Records that the user opened a skill, in one statement: resolves the skill's current published version and
+ * content revision, takes the statement's snapshot, locks and reads the previous view row, and upserts (count + 1,
+ * time from the database clock). What was seen only moves forward: `last_viewed_at`, `last_viewed_version` and
+ * `seen_revision` keep the greater value, `seen_snapshot` the later snapshot, so out-of-order commits or a view
+ * while the skill is unpublished never move them back. When the user turned tracking off, nothing is written
+ * (`tracked: false`). Returns null when the skill does not exist in the caller's tenant.
  *
  * `prev` takes FOR UPDATE so a concurrent recorder of the same row is waited for and its committed
  * values are what we report as previous. The one case it cannot see is a row inserted concurrently
  * by another first view (not yet visible to this statement's snapshot); then the upsert still counts
  * correctly and `previous` is derived from the new row (see below).
  */
-export async function recordView(
-  db: Executor,
-  scope: ViewerScope,
-  skillId: string,
-): Promise<{ view: SkillView; previous: SkillView | null } | null> {
+export async function recordView(db: Executor, scope: ViewerScope, skillId: string): Promise<RecordViewResult | null> {
   const rows = await query<RecordViewRow>(
     db,
     sql`
     with target as (
-      select s.id, pv.version
+      select s.id, pv.version, s.content_revision, pg_current_snapshot() as snapshot,
+             not exists (select 1 from user_tracking_preferences p
+                         where p.tenant_id = ${scope.tenantId}::uuid and p.user_id = ${scope.userId}::uuid
+                           and not p.tracking_enabled) as tracked
       from skills s
       left join skill_versions pv on pv.id = s.published_version_id
       where s.tenant_id = ${scope.tenantId}::uuid and s.id = ${skillId}::uuid
@@ -61,28 +72,36 @@ export async function recordView(
       select v.first_viewed_at, v.last_viewed_at, v.last_viewed_version, v.view_count
       from user_skill_views v
       where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid and v.skill_id = ${skillId}::uuid
+        and (select tracked from target)
       for update
     ),
     up as (
       insert into user_skill_views as v
-        (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count)
+        (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count,
+         seen_revision, seen_snapshot)
       -- joining prev makes it run (and lock) before the insert
-      select ${scope.tenantId}::uuid, ${scope.userId}::uuid, target.id, now(), now(), target.version, 1
+      select ${scope.tenantId}::uuid, ${scope.userId}::uuid, target.id, now(), now(), target.version, 1,
+             target.content_revision, target.snapshot
       from target left join prev on true
+      where target.tracked
       on conflict (tenant_id, user_id, skill_id) do update set
         last_viewed_at = greatest(v.last_viewed_at, excluded.last_viewed_at),
-        last_viewed_version = excluded.last_viewed_version,
-        view_count = v.view_count + 1
+        last_viewed_version = greatest(v.last_viewed_version, excluded.last_viewed_version),
+        view_count = v.view_count + 1,
+        seen_revision = greatest(v.seen_revision, excluded.seen_revision),
+        seen_snapshot = ${laterSnapshot(sql`v.seen_snapshot`, sql`excluded.seen_snapshot`)}
       returning v.skill_id, v.first_viewed_at, v.last_viewed_at, v.last_viewed_version, v.view_count
     )
-    select up.skill_id, up.first_viewed_at, up.last_viewed_at, up.last_viewed_version, up.view_count,
+    select target.id as skill_id, target.tracked,
+           up.first_viewed_at, up.last_viewed_at, up.last_viewed_version, up.view_count,
            (prev.view_count is not null) as had_previous,
            prev.first_viewed_at as prev_first_viewed_at, prev.last_viewed_at as prev_last_viewed_at,
            prev.last_viewed_version as prev_last_viewed_version, prev.view_count as prev_view_count
-    from up left join prev on true`,
+    from target left join up on true left join prev on true`,
   );
   const row = rows[0];
   if (!row) return null;
+  if (!row.tracked) return { view: null, previous: null, tracked: false };
   const view: SkillView = {
     skillId: row.skill_id,
     firstViewedAt: toDate(row.first_viewed_at),
@@ -110,7 +129,7 @@ export async function recordView(
       viewCount: view.viewCount - 1,
     };
   }
-  return { view, previous };
+  return { view, previous, tracked: true };
 }
 
 interface ViewRow {
@@ -124,8 +143,8 @@ interface ViewRow {
 
 /**
  * The caller's views of up to 500 skills in one statement, keyed by skill id. Skills never viewed (or
- * not in the caller's tenant) are absent. `hasUpdate`: the content changed after the last view, or the
- * published version is newer than the one last seen.
+ * not in the caller's tenant) are absent. `hasUpdate`: the skill's name, description or published version
+ * differs from what the caller last saw (db/queries/seen.ts).
  */
 export async function viewsForSkills(
   db: Executor,
@@ -137,8 +156,7 @@ export async function viewsForSkills(
     db,
     sql`
     select v.skill_id, v.first_viewed_at, v.last_viewed_at, v.last_viewed_version, v.view_count,
-           (s.updated_at > v.last_viewed_at
-             or coalesce(pv.version, 0) > coalesce(v.last_viewed_version, 0)) as has_update
+           ${contentUnseen} as has_update
     from user_skill_views v
     join skills s on s.tenant_id = v.tenant_id and s.id = v.skill_id
     left join skill_versions pv on pv.id = s.published_version_id
@@ -157,4 +175,33 @@ export async function viewsForSkills(
     });
   }
   return result;
+}
+
+/**
+ * Marks skills as seen without counting a visit: for each listed skill the caller viewed that has unseen content
+ * or feedback, what the statement sees becomes what was seen (revision and snapshot; view_count, first_viewed_at,
+ * last_viewed_at and last_viewed_version unchanged). `skillIds` null: every skill the caller viewed (any window).
+ * Never-viewed and other tenants' skills are skipped. Returns how many rows had something unseen.
+ */
+export async function markSeen(db: Executor, scope: ViewerScope, skillIds: readonly string[] | null): Promise<number> {
+  const only = skillIds
+    ? sql`and v.skill_id = any(${uuidArrayParam([...new Set(skillIds.map((id) => id.toLowerCase()))])}::uuid[])`
+    : sql``;
+  const rows = await query<{ n: unknown }>(
+    db,
+    sql`
+    with marked as (
+      update user_skill_views v set
+        seen_revision = greatest(v.seen_revision, s.content_revision),
+        seen_snapshot = ${laterSnapshot(sql`v.seen_snapshot`, sql`pg_current_snapshot()`)}
+      from skills s
+      left join skill_versions pv on pv.id = s.published_version_id
+      where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid ${only}
+        and s.tenant_id = v.tenant_id and s.id = v.skill_id
+        and (${contentUnseen} or ${hasUnseenFeedback(scope.userId)})
+      returning 1
+    )
+    select count(*) as n from marked`,
+  );
+  return toInt(rows[0]?.n ?? 0);
 }

@@ -1,7 +1,10 @@
 // Drizzle schema: the six tables, their keys and indexes, and the row-level security policies that isolate tenants.
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
+  boolean,
   check,
+  customType,
   foreignKey,
   index,
   integer,
@@ -22,6 +25,23 @@ export const currentTenantId = sql`(select nullif(current_setting('app.current_t
 export const currentUserId = sql`(select nullif(current_setting('app.current_user_id', true), '')::uuid)`;
 
 const tenantScoped = sql`tenant_id = ${currentTenantId}`;
+
+/**
+ * True only for the table owner's retention job (db/queries/retention.ts): a role with the owner's privileges
+ * that has set `skillviews.maintenance` to 'retention' in its transaction. The application role is never a
+ * member of the owner (the start-up check), so requests cannot satisfy it. Defined in migration 0006.
+ */
+export const ownerMaintenance = sql`(select skillviews_owner_maintenance())`;
+
+/** A personal row: the current user's own (restrictive, so it narrows the tenant policy). */
+const personal = sql`user_id = ${currentUserId}`;
+const personalPolicy = (name: string) =>
+  pgPolicy(name, { as: 'restrictive', for: 'all', using: personal, withCheck: personal });
+
+/** Postgres's 64-bit transaction id (`xid8`), as text. */
+const xid8 = customType<{ data: string; driverData: string }>({ dataType: () => 'xid8' });
+/** A Postgres MVCC snapshot (`pg_snapshot`, `xmin:xmax:xip,…`), as text: which transactions a statement saw. */
+const pgSnapshot = customType<{ data: string; driverData: string }>({ dataType: () => 'pg_snapshot' });
 
 /** Every table's tenant isolation policy: rows of other tenants are invisible and cannot be written. */
 const tenantIsolation = (name = 'rows are visible only inside their own tenant') =>
@@ -84,9 +104,17 @@ export const skills = pgTable(
     createdAt: createdAt(),
     // Moves only on a content change; a trigger in the custom migration enforces it.
     updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    // The skill's content revision: 1 at insert, + 1 on each change of name, description or published version
+    // (triggers in migration 0006, which also record what each revision held in skill_revisions).
+    contentRevision: bigint({ mode: 'number' }).notNull().default(1),
   },
   (t): PgTableExtraConfigValue[] => [
     unique('skills_tenant_slug_unique').on(t.tenantId, t.slug),
+    // The feed and the count walk a tenant's published skills newest change first (skills-first plan; a backward
+    // scan gives `updated_at desc, id desc`).
+    index('skills_published_updated_idx')
+      .on(t.tenantId, t.updatedAt, t.id)
+      .where(sql`${t.status} = 'published'`),
     unique('skills_tenant_id_unique').on(t.tenantId, t.id),
     // The published version must be one of this skill's own versions.
     foreignKey({
@@ -134,9 +162,13 @@ export const skillFeedback = pgTable(
     feedbackType: text().notNull(),
     comment: text(),
     createdAt: createdAt(),
+    // The inserting transaction (set by a trigger, migration 0006); NULL for feedback older than that migration.
+    // Feedback is unseen by a view whose snapshot does not see this transaction: commit order, not clocks.
+    createdXid: xid8(),
   },
   (t) => [
     index('skill_feedback_skill_created_idx').on(t.skillId, t.createdAt),
+    index('skill_feedback_skill_xid_idx').on(t.tenantId, t.skillId, t.createdXid),
     foreignKey({
       name: 'skill_feedback_skill_fk',
       columns: [t.tenantId, t.skillId],
@@ -156,6 +188,11 @@ export const userSkillViews = pgTable(
     lastViewedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     lastViewedVersion: integer(),
     viewCount: integer().notNull().default(1),
+    // What the caller has seen (by recordView or markSeen): the skill's content revision, and the snapshot of
+    // that statement (feedback its snapshot could not see is new). NULL snapshot: a row older than migration
+    // 0006, whose feedback is still compared by clock until it is seen again.
+    seenRevision: bigint({ mode: 'number' }).notNull().default(0),
+    seenSnapshot: pgSnapshot(),
   },
   (t) => [
     // The primary key also INCLUDEs the view's columns (migration 0003; drizzle cannot declare INCLUDE), for index-only reads.
@@ -178,9 +215,59 @@ export const userSkillViews = pgTable(
     pgPolicy('a user sees only their own views', {
       as: 'restrictive',
       for: 'all',
-      using: sql`user_id = ${currentUserId}`,
+      using: sql`user_id = ${currentUserId} or ${ownerMaintenance}`,
       withCheck: sql`user_id = ${currentUserId}`,
     }),
+    // The retention job (VIEW_RETENTION_DAYS, npm run db:prune) deletes expired rows of every tenant.
+    pgPolicy('the owner prunes expired views', { as: 'permissive', for: 'select', using: ownerMaintenance }),
+    pgPolicy('the owner deletes expired views', { as: 'permissive', for: 'delete', using: ownerMaintenance }),
+  ],
+).enableRLS();
+
+/**
+ * What each content revision of a skill held: name, description and published version number. Written by
+ * triggers (migration 0006) on every insert and content change of `skills`, never by the module.
+ */
+export const skillRevisions = pgTable(
+  'skill_revisions',
+  {
+    tenantId: uuid().notNull(),
+    skillId: uuid().notNull(),
+    revision: bigint({ mode: 'number' }).notNull(),
+    name: text(),
+    description: text(),
+    publishedVersion: integer(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    primaryKey({ name: 'skill_revisions_pk', columns: [t.tenantId, t.skillId, t.revision] }),
+    foreignKey({
+      name: 'skill_revisions_skill_fk',
+      columns: [t.tenantId, t.skillId],
+      foreignColumns: [skills.tenantId, skills.id],
+    }).onDelete('cascade'),
+    tenantIsolation(),
+  ],
+).enableRLS();
+
+/** A user's tracking preference (absent: tracking on). Personal, like their views. */
+export const userTrackingPreferences = pgTable(
+  'user_tracking_preferences',
+  {
+    tenantId: uuid().notNull(),
+    userId: uuid().notNull(),
+    trackingEnabled: boolean().notNull(),
+    updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ name: 'user_tracking_preferences_pk', columns: [t.tenantId, t.userId] }),
+    foreignKey({
+      name: 'user_tracking_preferences_user_fk',
+      columns: [t.tenantId, t.userId],
+      foreignColumns: [users.tenantId, users.id],
+    }).onDelete('cascade'),
+    tenantIsolation(),
+    personalPolicy('a user sees only their own preference'),
   ],
 ).enableRLS();
 
@@ -190,6 +277,20 @@ export type Skill = typeof skills.$inferSelect;
 export type SkillVersion = typeof skillVersions.$inferSelect;
 export type SkillFeedback = typeof skillFeedback.$inferSelect;
 export type UserSkillView = typeof userSkillViews.$inferSelect;
+export type SkillRevision = typeof skillRevisions.$inferSelect;
+export type UserTrackingPreference = typeof userTrackingPreferences.$inferSelect;
 
 /** Tables under row-level security, checked at start-up and by the tests. */
-export const rlsTables = ['tenants', 'users', 'skills', 'skill_versions', 'skill_feedback', 'user_skill_views'] as const;
+export const rlsTables = [
+  'tenants',
+  'users',
+  'skills',
+  'skill_versions',
+  'skill_feedback',
+  'user_skill_views',
+  'skill_revisions',
+  'user_tracking_preferences',
+] as const;
+
+/** Tables whose rows belong to one user (the restrictive personal policy). */
+export const personalTables = ['user_skill_views', 'user_tracking_preferences'] as const;

@@ -2,8 +2,8 @@
 import { TRPCError } from '@trpc/server';
 import { z } from 'zod';
 import { changeSummary } from '../../db/queries/change-summary.ts';
-import { decodeCursor, encodeCursor, whatsNew } from '../../db/queries/feed.ts';
-import { recordView, viewsForSkills } from '../../db/queries/views.ts';
+import { decodeCursor, encodeCursor, WHATS_NEW_COUNT_CAP, whatsNew, whatsNewCount } from '../../db/queries/feed.ts';
+import { markSeen, recordView, viewsForSkills } from '../../db/queries/views.ts';
 import { tenantProcedure } from '../trpc.ts';
 
 // Inputs are plain schemas (no transforms or prefaults) so the tRPC panel can render a form for each.
@@ -26,11 +26,21 @@ export const whatsNewInput = z
     direction: z.literal('forward').optional(),
   });
 export const changeSummaryInput = z.strictObject({ skillId });
+export const whatsNewCountInput = z.strictObject({
+  windowDays: z.number().int().min(1).max(90).optional(),
+  /** Stop counting past this many (the badge shows "999+"); default 999. */
+  cap: z.number().int().min(WHATS_NEW_COUNT_CAP.min).max(WHATS_NEW_COUNT_CAP.max).optional(),
+});
+export const markSeenInput = z.strictObject({ skillIds: z.array(skillId).min(1).max(500) });
+export const emptyInput = z.strictObject({});
 
 const skillNotFound = () => new TRPCError({ code: 'NOT_FOUND', message: 'Skill not found' });
 
 export const viewsProcedures = {
-  /** The user opened a skill: one atomic upsert; returns the view and the one before it. */
+  /**
+   * The user opened a skill: one atomic upsert; returns the view and the one before it, and `tracked: false`
+   * (nothing written, both null) when the user turned tracking off.
+   */
   recordView: tenantProcedure.input(recordViewInput).mutation(async ({ ctx, input }) => {
     const result = await recordView(ctx.db, ctx.viewer, input.skillId);
     if (!result) throw skillNotFound();
@@ -51,6 +61,31 @@ export const viewsProcedures = {
     });
     return { items: page.items, nextCursor: page.nextCursor ? encodeCursor(page.nextCursor) : null };
   }),
+
+  /**
+   * How many items whatsNew would list over all its pages with the same window, for a nav badge: counting stops
+   * at `cap` (default 999; then `capped: true`).
+   */
+  whatsNewCount: tenantProcedure.input(whatsNewCountInput).query(({ ctx, input }) =>
+    whatsNewCount(ctx.db, ctx.viewer, {
+      windowDays: input.windowDays ?? WHATS_NEW_DEFAULTS.windowDays,
+      cap: input.cap ?? WHATS_NEW_COUNT_CAP.default,
+    }),
+  ),
+
+  /**
+   * Clears badges without a visit: each listed skill the caller viewed has its current content and feedback
+   * marked seen (viewCount, firstViewedAt, lastViewedAt unchanged). Never-viewed and unknown ids are skipped.
+   * `marked`: rows that had something unseen.
+   */
+  markSeen: tenantProcedure.input(markSeenInput).mutation(async ({ ctx, input }) => ({
+    marked: await markSeen(ctx.db, ctx.viewer, input.skillIds),
+  })),
+
+  /** markSeen for every skill the caller viewed that has something unseen (any window). */
+  markAllSeen: tenantProcedure.input(emptyInput).mutation(async ({ ctx }) => ({
+    marked: await markSeen(ctx.db, ctx.viewer, null),
+  })),
 
   /** What changed on one skill since the caller's last visit. Records nothing. */
   changeSummary: tenantProcedure.input(changeSummaryInput).query(async ({ ctx, input }) => {
