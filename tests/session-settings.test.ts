@@ -6,7 +6,7 @@ import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { errorCode, type RouterInputs, type RouterOutputs } from '../client/index.ts';
-import { createDb, type Database, type DbHandle } from '../db/client.ts';
+import { createDb, type Database, type DbHandle, type Transaction } from '../db/client.ts';
 import { migrate } from '../db/migrate.ts';
 import { query } from '../db/queries/rows.ts';
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
@@ -153,61 +153,76 @@ function expectedFeed(windowDays: number): SkillKey[] {
 }
 
 async function seed(db: Database): Promise<void> {
-  // The test login is a superuser, so view rows of several users go in one transaction.
+  // Three transactions, so what each viewer saw is real history: (1) the catalogue as the viewers saw it and the
+  // feedback before their view, (2) the view rows, recording the content revision and snapshot they saw, (3) the
+  // changes since: new versions published, descriptions edited, feedback after the view. The test login is a
+  // superuser, so view rows of several users go in one transaction.
+  const all = Object.values(SKILLS) as SeedSkill[];
+  const versionId = (index: number, n: number) => uid(3, index * 10 + n);
+  const seenAt = (s: SeedSkill) => s.view?.last.getTime() ?? Infinity;
+  let feedbackNo = 0;
+  const insertFeedback = async (tx: Transaction, s: SeedSkill, before: boolean) => {
+    for (const f of s.feedback ?? []) {
+      if ((f.at.getTime() < seenAt(s)) !== before) continue;
+      await tx.insert(skillFeedback).values({
+        id: uid(4, ++feedbackNo), tenantId: TENANT, skillId: s.id, userId: f.by, feedbackType: 'comment', comment: `feedback ${feedbackNo}`, createdAt: f.at,
+      });
+    }
+  };
   await asOwnerInTenant(db, TENANT, async (tx) => {
     await tx.insert(tenants).values({ id: TENANT, name: 'Settings Co', slug: 'settings-co', createdAt: ago(400) });
     await tx.insert(users).values(
       Object.entries(U).map(([name, id]) => ({ id, tenantId: TENANT, email: `${name}@settings.test`, name, createdAt: ago(300) })),
     );
-    let feedbackNo = 0;
-    for (const [index, s] of (Object.values(SKILLS) as SeedSkill[]).entries()) {
-      const shown = s.versions[(s.published ?? s.versions.length) - 1]!;
+    for (const [index, s] of all.entries()) {
+      // A viewed skill starts as its viewers saw it: the snapshot of the version they saw, published.
+      const seenNo = s.view ? (s.view.version ?? s.published ?? s.versions.length) : (s.published ?? s.versions.length);
+      const shown = s.versions[seenNo - 1]!;
       await tx.insert(skills).values({
         id: s.id,
         tenantId: TENANT,
         name: shown.name,
         slug: s.slug,
-        description: s.description ?? shown.description,
+        description: s.view ? shown.description : (s.description ?? shown.description),
         category: 'Settings',
         status: s.status,
         createdAt: s.versions[0]!.at,
-        updatedAt: new Date(0), // replaced below, with the published version
+        updatedAt: new Date(0), // replaced in (3)
       });
-      const versionId = (n: number) => uid(3, index * 10 + n);
       await tx.insert(skillVersions).values(
-        s.versions.map((ver, i) => ({ id: versionId(i + 1), tenantId: TENANT, skillId: s.id, version: i + 1, ...ver, createdAt: ver.at })),
+        s.versions.map((ver, i) => ({ id: versionId(index, i + 1), tenantId: TENANT, skillId: s.id, version: i + 1, ...ver, createdAt: ver.at })),
       );
+      const seenPublished = s.view ? s.view.version : s.published;
+      await tx.execute(
+        sql`update skills set published_version_id = ${seenPublished === null ? null : versionId(index, seenPublished)}::uuid where id = ${s.id}::uuid`,
+      );
+      await insertFeedback(tx, s, true);
+    }
+  });
+  await asOwnerInTenant(db, TENANT, async (tx) => {
+    for (const s of all) {
+      if (!s.view) continue;
+      const view = s.view;
+      for (const userId of [U.caller, U.http, U.reader]) {
+        await tx.execute(sql`insert into user_skill_views
+            (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count, seen_revision, seen_snapshot)
+          select ${TENANT}::uuid, ${userId}::uuid, s.id, ${view.first.toISOString()}::timestamptz, ${view.last.toISOString()}::timestamptz,
+                 ${view.version}::int, ${view.count}::int, s.content_revision, pg_current_snapshot()
+          from skills s where s.id = ${s.id}::uuid`);
+      }
+    }
+  });
+  await asOwnerInTenant(db, TENANT, async (tx) => {
+    for (const [index, s] of all.entries()) {
+      const shown = s.versions[(s.published ?? s.versions.length) - 1]!;
       // An explicit updated_at (distinct from the placeholder) is kept by the trigger.
       await tx.execute(
-        sql`update skills set published_version_id = ${s.published === null ? null : versionId(s.published)}::uuid,
+        sql`update skills set published_version_id = ${s.published === null ? null : versionId(index, s.published)}::uuid,
+                              name = ${shown.name}, description = ${s.description ?? shown.description},
                               updated_at = ${updatedAtText(s)}::timestamptz
             where id = ${s.id}::uuid`,
       );
-      if (s.view) {
-        const view = s.view;
-        await tx.insert(userSkillViews).values(
-          [U.caller, U.http, U.reader].map((userId) => ({
-            tenantId: TENANT,
-            userId,
-            skillId: s.id,
-            firstViewedAt: view.first,
-            lastViewedAt: view.last,
-            lastViewedVersion: view.version,
-            viewCount: view.count,
-          })),
-        );
-      }
-      for (const f of s.feedback ?? []) {
-        await tx.insert(skillFeedback).values({
-          id: uid(4, ++feedbackNo),
-          tenantId: TENANT,
-          skillId: s.id,
-          userId: f.by,
-          feedbackType: 'comment',
-          comment: `feedback ${feedbackNo}`,
-          createdAt: f.at,
-        });
-      }
+      await insertFeedback(tx, s, false);
     }
   });
   await asOwnerInTenant(db, FOREIGN_TENANT, async (tx) => {
@@ -234,7 +249,9 @@ const HOSTILE_SETTINGS = [
   // Without pg_catalog listed, Postgres searches it first and no function could be shadowed.
   `search_path = shadow, pg_catalog, public`,
 ];
-const SHADOW_TABLES = ['tenants', 'users', 'skills', 'skill_versions', 'skill_feedback', 'user_skill_views'] as const;
+const SHADOW_TABLES = [
+  'tenants', 'users', 'skills', 'skill_versions', 'skill_feedback', 'user_skill_views', 'skill_revisions', 'user_tracking_preferences',
+] as const;
 const SHADOW_NOW = '2001-02-03 04:05:06+00';
 
 async function createShadow(c: postgres.Sql): Promise<void> {
@@ -253,6 +270,13 @@ async function createShadow(c: postgres.Sql): Promise<void> {
     create table shadow.user_skill_views (tenant_id uuid, user_id uuid, skill_id uuid, first_viewed_at timestamptz,
       last_viewed_at timestamptz, last_viewed_version int, view_count int, junk text default 'shadow',
       primary key (tenant_id, user_id, skill_id));
+    create table shadow.skill_revisions (tenant_id uuid, skill_id uuid, revision bigint, name text, description text,
+      published_version int, created_at timestamptz, junk text default 'shadow');
+    create table shadow.user_tracking_preferences (tenant_id uuid, user_id uuid, tracking_enabled boolean,
+      updated_at timestamptz, junk text default 'shadow');
+    -- Would make every feedback look seen, and every view see the same snapshot.
+    create function shadow.pg_visible_in_snapshot(xid8, pg_snapshot) returns boolean language sql as $$ select true $$;
+    create function shadow.pg_current_snapshot() returns pg_snapshot language sql as $$ select '1:1:'::pg_snapshot $$;
     -- Would replace the real functions for any statement resolved under this search_path.
     create function shadow.now() returns timestamptz language sql stable as $$ select timestamptz '${SHADOW_NOW}' $$;
     create function shadow.gen_random_uuid() returns uuid language sql as $$ select '00000000-0000-4000-8000-00000000dead'::uuid $$;
@@ -268,7 +292,8 @@ async function createShadow(c: postgres.Sql): Promise<void> {
     -- Visible to the application role too (a schema without USAGE would be skipped silently): it would read the
     -- poisoned catalogue, and fail on the views table (a health probe resolved here answers 503, not 200).
     grant usage on schema shadow to public;
-    grant select, insert, update, delete on shadow.tenants, shadow.users, shadow.skills, shadow.skill_versions, shadow.skill_feedback to public;
+    grant select, insert, update, delete on shadow.tenants, shadow.users, shadow.skills, shadow.skill_versions, shadow.skill_feedback,
+      shadow.skill_revisions, shadow.user_tracking_preferences to public;
   `);
   await c`insert into shadow.tenants (id, name, slug, created_at) values (${TENANT}, 'Shadow tenant', 'shadow', ${SHADOW_NOW})`;
   await c`insert into shadow.users (id, tenant_id, email, name, created_at)
@@ -280,6 +305,12 @@ async function createShadow(c: postgres.Sql): Promise<void> {
           select gen_random_uuid(), ${TENANT}::uuid, s, 99, 'Shadow version', 'shadow', now() from unnest(${skillIds}::uuid[]) s`;
   await c`insert into shadow.skill_feedback (id, tenant_id, skill_id, user_id, feedback_type, comment, created_at)
           select gen_random_uuid(), ${TENANT}::uuid, s, null, 'comment', 'shadow', now() from unnest(${skillIds}::uuid[]) s, generate_series(1, 7)`;
+  // Every viewer "paused tracking", and every skill's history says it always looked as it does now.
+  await c`insert into shadow.user_tracking_preferences (tenant_id, user_id, tracking_enabled, updated_at)
+          select ${TENANT}::uuid, u, false, ${SHADOW_NOW}::timestamptz from unnest(${userIds}::uuid[]) u`;
+  await c`insert into shadow.skill_revisions (tenant_id, skill_id, revision, name, description, published_version, created_at)
+          select ${TENANT}::uuid, s, r, 'Shadow skill', 'shadow', 99, ${SHADOW_NOW}::timestamptz
+          from unnest(${skillIds}::uuid[]) s, generate_series(0, 9) r`;
   await c`insert into shadow.user_skill_views (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count)
           select ${TENANT}::uuid, u, s, ${SHADOW_NOW}::timestamptz, ${SHADOW_NOW}::timestamptz, 99, 999
           from unnest(${userIds}::uuid[]) u, unnest(${skillIds}::uuid[]) s`;
@@ -410,7 +441,10 @@ async function runScript(api: Api, where: string): Promise<[string, unknown][]> 
     changes: [{ kind: 'details_updated', fields: ['description'] }, { kind: 'new_feedback', count: 2 }],
   });
   expect(summaries.seen.changes, ctx('changeSummary seen')).toEqual([]);
-  expect(summaries.draft, ctx('changeSummary draft')).toMatchObject({ currentVersion: null, lastViewedVersion: null, changes: [] });
+  // Edited since it was seen (unpublished, so no version to bump): a change to see, though never in the feed.
+  expect(summaries.draft, ctx('changeSummary draft')).toMatchObject({
+    currentVersion: null, lastViewedVersion: null, changes: [{ kind: 'details_updated', fields: ['description'] }],
+  });
   expect(summaries.never, ctx('changeSummary never')).toEqual({
     skillId: S.never, firstView: true, lastViewedAt: null, lastViewedVersion: null, currentVersion: 1, changes: [],
   });
@@ -465,34 +499,34 @@ async function runScript(api: Api, where: string): Promise<[string, unknown][]> 
   let to = Date.now();
   expect(first.previous, ctx('recordView bump: previous')).toEqual(seededView('bump'));
   expect(first.view, ctx('recordView bump: view')).toMatchObject({ skillId: S.bump, firstViewedAt: ago(30), lastViewedVersion: 3, viewCount: 4 });
-  expectDbClock(first.view.lastViewedAt, from, to, ctx('recordView bump: lastViewedAt'));
+  expectDbClock(first.view!.lastViewedAt, from, to, ctx('recordView bump: lastViewedAt'));
 
   from = Date.now();
   const again = log('recordView bump again', await api.recordView(S.bump));
   to = Date.now();
   expect(again.previous, ctx('recordView bump again: previous is the first visit')).toEqual(first.view);
   expect(again.view, ctx('recordView bump again: view')).toMatchObject({ firstViewedAt: ago(30), lastViewedVersion: 3, viewCount: 5 });
-  expectDbClock(again.view.lastViewedAt, from, to, ctx('recordView bump again: lastViewedAt'));
-  expect(again.view.lastViewedAt.getTime(), ctx('lastViewedAt never moves backwards')).toBeGreaterThanOrEqual(first.view.lastViewedAt.getTime());
+  expectDbClock(again.view!.lastViewedAt, from, to, ctx('recordView bump again: lastViewedAt'));
+  expect(again.view!.lastViewedAt.getTime(), ctx('lastViewedAt never moves backwards')).toBeGreaterThanOrEqual(first.view!.lastViewedAt.getTime());
 
   from = Date.now();
   const fresh = log('recordView never', await api.recordView(S.never));
   to = Date.now();
   expect(fresh.previous, ctx('recordView never: previous')).toBeNull();
   expect(fresh.view, ctx('recordView never: view')).toMatchObject({ skillId: S.never, lastViewedVersion: 1, viewCount: 1 });
-  expectDbClock(fresh.view.firstViewedAt, from, to, ctx('recordView never: firstViewedAt'));
-  expect(fresh.view.lastViewedAt, ctx('recordView never: first and last view are one instant')).toEqual(fresh.view.firstViewedAt);
+  expectDbClock(fresh.view!.firstViewedAt, from, to, ctx('recordView never: firstViewedAt'));
+  expect(fresh.view!.lastViewedAt, ctx('recordView never: first and last view are one instant')).toEqual(fresh.view!.firstViewedAt);
 
   // After the visits: read back exactly what was recorded.
   const after = log('viewsForSkills after', await api.viewsForSkills([S.bump, S.never, S.seen]));
-  expect(after.get(S.bump), ctx('viewsForSkills bump after')).toEqual({ ...again.view, hasUpdate: false });
-  expect(after.get(S.never), ctx('viewsForSkills never after')).toEqual({ ...fresh.view, hasUpdate: false });
+  expect(after.get(S.bump), ctx('viewsForSkills bump after')).toEqual({ ...again.view!, hasUpdate: false });
+  expect(after.get(S.never), ctx('viewsForSkills never after')).toEqual({ ...fresh.view!, hasUpdate: false });
   const bumpAfter = log('changeSummary bump after', await api.changeSummary(S.bump));
   expect(bumpAfter, ctx('changeSummary bump after')).toEqual({
-    skillId: S.bump, firstView: false, lastViewedAt: again.view.lastViewedAt, lastViewedVersion: 3, currentVersion: 3, changes: [],
+    skillId: S.bump, firstView: false, lastViewedAt: again.view!.lastViewedAt, lastViewedVersion: 3, currentVersion: 3, changes: [],
   });
   const neverAfter = log('changeSummary never after', await api.changeSummary(S.never));
-  expect(neverAfter, ctx('changeSummary never after')).toMatchObject({ firstView: false, lastViewedAt: fresh.view.lastViewedAt, changes: [] });
+  expect(neverAfter, ctx('changeSummary never after')).toMatchObject({ firstView: false, lastViewedAt: fresh.view!.lastViewedAt, changes: [] });
   const feedAfter = log('whatsNew after', await api.whatsNew({ limit: 50 }));
   expect(feedAfter.items.map((i) => i.skillId), ctx('whatsNew after')).toEqual(expected30.filter((k) => k !== 'bump').map((k) => S[k]));
   return transcript;
