@@ -96,9 +96,9 @@ export const PLAN_PROBE_LIMIT = 1000;
  * Where the feed and the count start. `views`: the caller's own view rows (primary key), each joined to its skill;
  * cost follows how many skills the caller viewed. `skills`: the tenant's published skills changed inside the
  * window, newest first (skills_published_updated_idx), each probing the caller's view row by primary key; cost
- * follows how many skills changed, and a page stops as soon as it is full. The smaller side wins, so neither a
- * user with 20,000 views in a quiet tenant nor a light user in a tenant where thousands of skills changed pays for
- * the other side. Postgres cannot choose this itself: a prepared (generic) plan does not know the caller's numbers.
+ * follows how many skills changed, and a page stops as soon as it is full. The smaller side wins (at a tie, skills),
+ * so neither a user with 20,000 views in a quiet tenant nor a light user in a tenant where thousands of skills
+ * changed pays for the other side. Postgres cannot choose this itself: a prepared (generic) plan does not know the caller's numbers.
  */
 export type FeedPlan = 'views' | 'skills';
 
@@ -124,7 +124,8 @@ async function probe(db: Executor, scope: ViewerScope, windowDays: number): Prom
     from w`,
   );
   const row = rows[0]!;
-  return { plan: toInt(row.changed) < toInt(row.views) ? 'skills' : 'views', since: row.since };
+  // Both at the cap: skills first, since a page stops as soon as it is full (views first must read every view).
+  return { plan: toInt(row.views) < toInt(row.changed) ? 'views' : 'skills', since: row.since };
 }
 
 /**
