@@ -6,9 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
-import { createDb, pinSettings, rowsOf, type Database, type DbHandle, type Executor } from './client.ts';
+import { pinSettings, rowsOf, type Database, type DbHandle, type Executor } from './client.ts';
 import { postgresErrorOf } from './errors.ts';
-import { DataDirLockedError } from './pglite-lock.ts';
 
 export const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
 export const DEFAULT_APP_ROLE = 'skillviews_app';
@@ -169,25 +168,9 @@ async function adoptDrizzleJournal(tx: Executor, migrations: MigrationFile[]) {
 
 // `npm run db:migrate`: migrate DATABASE_DIRECT_URL (else DATABASE_URL), or the embedded database in PGLITE_DIR.
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const { loadConfig } = await import('../server/config.ts');
-  const config = loadConfig();
-  const url = config.DATABASE_DIRECT_URL ?? config.DATABASE_URL;
-  let handle: DbHandle;
-  try {
-    handle = url ? createDb({ url, poolSize: 1, prepare: false }) : createDb({ pgliteDir: config.PGLITE_DIR });
-  } catch (err) {
-    if (!(err instanceof DataDirLockedError)) throw err;
-    console.error(err.message);
-    process.exit(1);
-  }
-  try {
+  const { runAsOwner } = await import('./cli.ts');
+  await runAsOwner(async (handle, config) => {
     const { applied } = await migrate(handle, { appRole: config.DB_APP_ROLE });
     console.log(applied.length ? `applied ${applied.join(', ')} to the ${handle.engine} database` : `the ${handle.engine} database is up to date`);
-  } catch (err) {
-    if (!(err instanceof MigrationError)) throw err;
-    console.error(err.message);
-    process.exitCode = 1;
-  } finally {
-    await handle.close();
-  }
+  }, [MigrationError]);
 }

@@ -5,8 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
-import { createDb, pinSettings, rowsOf, type Database, type DbHandle, type Executor } from './client.ts';
-import { DataDirLockedError } from './pglite-lock.ts';
+import { pinSettings, rowsOf, type Database, type DbHandle, type Executor } from './client.ts';
 
 /** Serialises retention runs across processes (transaction-scoped, so it also works behind a transaction pooler). */
 const RETENTION_LOCK_KEY = 7_364_219_002;
@@ -70,35 +69,18 @@ async function prune(tx: Executor, days: number): Promise<PruneResult> {
 // `npm run db:prune`: prune now with VIEW_RETENTION_DAYS (or --days N), on DATABASE_DIRECT_URL (else DATABASE_URL)
 // or the embedded database in PGLITE_DIR.
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const { loadConfig } = await import('../server/config.ts');
-  const config = loadConfig();
-  const flag = process.argv.indexOf('--days');
-  const days = flag >= 0 ? Number(process.argv[flag + 1]) : config.VIEW_RETENTION_DAYS;
-  if (days === undefined || !Number.isInteger(days) || days < 1) {
-    console.error('Set VIEW_RETENTION_DAYS (or pass --days N): how many days a view row is kept since its last view');
-    process.exit(1);
-  }
-  const url = config.DATABASE_DIRECT_URL ?? config.DATABASE_URL;
-  let handle: DbHandle;
-  try {
-    handle = url ? createDb({ url, poolSize: 1, prepare: false }) : createDb({ pgliteDir: config.PGLITE_DIR });
-  } catch (err) {
-    if (!(err instanceof DataDirLockedError)) throw err;
-    console.error(err.message);
-    process.exit(1);
-  }
-  try {
-    const result = await pruneExpiredViews(handle, { days, url });
+  const { runAsOwner } = await import('./cli.ts');
+  await runAsOwner(async (handle, config) => {
+    const flag = process.argv.indexOf('--days');
+    const days = flag >= 0 ? Number(process.argv[flag + 1]) : config.VIEW_RETENTION_DAYS;
+    if (days === undefined || !Number.isInteger(days) || days < 1) {
+      throw new RetentionError('Set VIEW_RETENTION_DAYS (or pass --days N): how many days a view row is kept since its last view');
+    }
+    const result = await pruneExpiredViews(handle, { days, url: config.DATABASE_DIRECT_URL ?? config.DATABASE_URL });
     console.log(
       result.ran
         ? `deleted ${result.deleted} view row(s) not viewed for ${days} day(s)`
         : 'another process is pruning right now; nothing done here',
     );
-  } catch (err) {
-    if (!(err instanceof RetentionError)) throw err;
-    console.error(err.message);
-    process.exitCode = 1;
-  } finally {
-    await handle.close();
-  }
+  }, [RetentionError]);
 }
