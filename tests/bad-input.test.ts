@@ -6,7 +6,7 @@ import { ZodError } from 'zod';
 import { query } from '../db/queries/rows.ts';
 import { callerFor, countViews, expectTrpcError } from './support/callers.ts';
 import { engines } from './support/engines.ts';
-import { createTenant, daysAgo, insertView, skillSpec, type TenantFixture } from './support/factory.ts';
+import { createTenant, daysAgo, editSkill, insertView, skillSpec, type TenantFixture } from './support/factory.ts';
 import { errorOf, rawCall, startTestServer, tokenFor, type TestServer } from './support/server.ts';
 
 const uuid = randomUUID();
@@ -65,11 +65,44 @@ const badWhatsNewInputs: [string, unknown][] = [
   ['a bare number', 5],
 ];
 
+const badWhatsNewCountInputs: [string, unknown][] = [
+  ['cap 998 (below the minimum)', { cap: 998 }],
+  ['cap 10001 (above the maximum)', { cap: 10_001 }],
+  ['fractional cap', { cap: 999.5 }],
+  ['string cap', { cap: '999' }],
+  ['null cap', { cap: null }],
+  ['windowDays 0', { windowDays: 0 }],
+  ['windowDays 91', { windowDays: 91 }],
+  ['unknown key', { windowDays: 5, limit: 5 }],
+  ['a bare number', 5],
+];
+
+/** markSeen takes the same list as viewsForSkills: 1 to 500 uuids. */
+const badMarkSeenInputs = badViewsForSkillsInputs;
+
+const badMarkAllSeenInputs: [string, unknown][] = [
+  ['unknown key', { skillIds: [uuid] }],
+  ['a bare string', uuid],
+  ['an array', [uuid]],
+  ['null input', null],
+];
+
 describe.each(engines)('bad inputs on $name', (engine) => {
   let server: TestServer;
   let t: TenantFixture;
   let skillId: string;
   let token: string;
+
+  /** What the one view row saw (revision and snapshot), which a rejected markSeen / markAllSeen must not move. */
+  const seenState = async () => {
+    const rows = await query<{ seen_revision: unknown; seen_snapshot: unknown }>(
+      server.db,
+      sql`select seen_revision::text as seen_revision, seen_snapshot::text as seen_snapshot
+          from user_skill_views where tenant_id = ${t.tenantId}::uuid and skill_id = ${skillId}::uuid`,
+    );
+    return rows[0];
+  };
+  let seenBefore: Awaited<ReturnType<typeof seenState>>;
 
   /** The one existing view row, whose count must never move. */
   const viewCount = async () => {
@@ -84,8 +117,11 @@ describe.each(engines)('bad inputs on $name', (engine) => {
     server = await startTestServer(engine);
     t = await createTenant(server.db, { skills: [skillSpec('s', { versionCount: 2 })] });
     skillId = t.skills.s!;
-    await insertView(server.db, t, { userId: t.userIds[0]!, skillId, lastViewedAt: daysAgo(3), lastViewedVersion: 1, viewCount: 5 });
+    await insertView(server.db, t, { userId: t.userIds[0]!, skillId, lastViewedAt: daysAgo(3), viewCount: 5 });
+    // Something unseen, which a bad markSeen or markAllSeen must leave unseen.
+    await editSkill(server.db, t, skillId, { description: 'Edited since the view' });
     token = await tokenFor({ tenantId: t.tenantId, userId: t.userIds[0]! });
+    seenBefore = await seenState();
   });
   afterAll(() => server.close());
 
@@ -114,6 +150,20 @@ describe.each(engines)('bad inputs on $name', (engine) => {
       await expectBadRequest(callerFor(server.db, t).whatsNew(input as never));
     });
 
+    it.each(badWhatsNewCountInputs)('whatsNewCount: %s', async (_name, input) => {
+      await expectBadRequest(callerFor(server.db, t).whatsNewCount(input as never));
+    });
+
+    it.each(badMarkSeenInputs)('markSeen: %s', async (_name, input) => {
+      await expectBadRequest(callerFor(server.db, t).markSeen(input as never));
+      expect(await seenState()).toEqual(seenBefore);
+    });
+
+    it.each(badMarkAllSeenInputs)('markAllSeen: %s', async (_name, input) => {
+      await expectBadRequest(callerFor(server.db, t).markAllSeen(input as never));
+      expect(await seenState()).toEqual(seenBefore);
+    });
+
     it('the valid neighbours of those inputs pass (the boundaries are where the contract says)', async () => {
       const caller = callerFor(server.db, t);
       await expect(caller.whatsNew({ limit: 1, windowDays: 1 })).resolves.toBeDefined();
@@ -122,6 +172,12 @@ describe.each(engines)('bad inputs on $name', (engine) => {
       await expect(caller.whatsNew({})).resolves.toBeDefined();
       await expect(caller.viewsForSkills({ skillIds: Array.from({ length: 500 }, () => skillId) })).resolves.toBeInstanceOf(Map);
       await expect(caller.changeSummary({ skillId })).resolves.toMatchObject({ skillId });
+      await expect(caller.whatsNewCount({ cap: 999, windowDays: 1 })).resolves.toEqual({ count: 1, capped: false });
+      await expect(caller.whatsNewCount({ cap: 10_000, windowDays: 90 })).resolves.toEqual({ count: 1, capped: false });
+      await expect(caller.whatsNewCount({})).resolves.toEqual({ count: 1, capped: false });
+      // Valid, but ids the caller never viewed: nothing to mark (this suite's one unseen change stays unseen).
+      await expect(caller.markSeen({ skillIds: Array.from({ length: 500 }, () => randomUUID()) })).resolves.toEqual({ marked: 0 });
+      expect(await seenState()).toEqual(seenBefore);
     });
   });
 
@@ -131,6 +187,9 @@ describe.each(engines)('bad inputs on $name', (engine) => {
       ['changeSummary', 'GET', badSkillIdInputs],
       ['viewsForSkills', 'GET', badViewsForSkillsInputs],
       ['whatsNew', 'GET', badWhatsNewInputs],
+      ['whatsNewCount', 'GET', badWhatsNewCountInputs],
+      ['markSeen', 'POST', badMarkSeenInputs],
+      ['markAllSeen', 'POST', badMarkAllSeenInputs],
     ];
     for (const [path, method, inputs] of cases) {
       it(`${path} rejects every bad input with its zod issues`, async () => {
@@ -152,6 +211,7 @@ describe.each(engines)('bad inputs on $name', (engine) => {
         }
         expect(await countViews(server.db, t.tenantId)).toBe(1);
         expect(await viewCount()).toBe(5);
+        expect(await seenState()).toEqual(seenBefore);
       });
     }
 

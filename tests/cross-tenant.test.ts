@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callerFor, countViews, expectTrpcError } from './support/callers.ts';
 import { engines } from './support/engines.ts';
-import { createTenant, daysAgo, insertFeedback, insertView, skillSpec, type TenantFixture } from './support/factory.ts';
+import { createTenant, daysAgo, insertFeedback, insertView, publishVersion, skillSpec, type TenantFixture } from './support/factory.ts';
 import { errorOf, rawCall, startTestServer, tokenFor, type TestServer } from './support/server.ts';
 
 describe.each(engines)('cross-tenant attempts on $name', (engine) => {
@@ -12,15 +12,18 @@ describe.each(engines)('cross-tenant attempts on $name', (engine) => {
   let b: TenantFixture;
   beforeAll(async () => {
     server = await startTestServer(engine);
-    const skills = [skillSpec('shared-slug', { versionCount: 2, changedDaysAgo: 1 }), skillSpec('b-only', { versionCount: 3, changedDaysAgo: 2 })];
-    a = await createTenant(server.db, { skills: [skillSpec('shared-slug', { versionCount: 2, changedDaysAgo: 1 })] });
+    const skills = [skillSpec('shared-slug', { changedDaysAgo: 30 }), skillSpec('b-only', { changedDaysAgo: 30 })];
+    a = await createTenant(server.db, { skills: [skillSpec('shared-slug', { changedDaysAgo: 30 })] });
     b = await createTenant(server.db, { skills });
-    // B's user viewed B's skills before they changed, so they are in B's feed and have updates.
+    // B's user viewed B's skills before they changed (new versions, others' feedback), so they are in B's feed and have updates.
     for (const slug of ['shared-slug', 'b-only']) {
-      await insertView(server.db, b, { userId: b.userIds[0]!, skillId: b.skills[slug]!, lastViewedAt: daysAgo(10), lastViewedVersion: 1 });
-      await insertFeedback(server.db, b, { skillId: b.skills[slug]!, userId: b.userIds[1]!, createdAt: daysAgo(1) });
+      await insertView(server.db, b, { userId: b.userIds[0]!, skillId: b.skills[slug]!, lastViewedAt: daysAgo(10) });
+      await publishVersion(server.db, b, b.skills[slug]!);
+      await insertFeedback(server.db, b, { skillId: b.skills[slug]!, userId: b.userIds[1]! });
     }
-    await insertView(server.db, a, { userId: a.userIds[0]!, skillId: a.skills['shared-slug']!, lastViewedAt: daysAgo(10), lastViewedVersion: 1 });
+    await publishVersion(server.db, b, b.skills['b-only']!);
+    await insertView(server.db, a, { userId: a.userIds[0]!, skillId: a.skills['shared-slug']!, lastViewedAt: daysAgo(10) });
+    await publishVersion(server.db, a, a.skills['shared-slug']!);
   });
   afterAll(() => server.close());
 
@@ -82,6 +85,28 @@ describe.each(engines)('cross-tenant attempts on $name', (engine) => {
     expect((await callerFor(server.db, a).whatsNew({})).items.map((i) => i.skillId)).toEqual([a.skills['shared-slug']]);
     // Control: B's user's feed holds both.
     expect((await callerFor(server.db, b).whatsNew({})).items.map((i) => i.skillId).sort()).toEqual([...bSkills()].sort());
+  });
+
+  it('whatsNewCount never counts, and markSeen / markAllSeen never mark, another tenant\'s skills', async () => {
+    // A tenant of its own (the shared fixtures stay unmarked), whose user has one unseen change.
+    const c = await createTenant(server.db, { skills: [skillSpec('shared-slug', { changedDaysAgo: 30 })] });
+    await insertView(server.db, c, { userId: c.userIds[0]!, skillId: c.skills['shared-slug']!, lastViewedAt: daysAgo(10) });
+    await publishVersion(server.db, c, c.skills['shared-slug']!);
+    const caller = callerFor(server.db, c);
+    const bCaller = callerFor(server.db, b);
+    const bBefore = await bCaller.viewsForSkills({ skillIds: bSkills() });
+    const bSummary = await bCaller.changeSummary({ skillId: b.skills['b-only']! });
+    expect(await caller.whatsNewCount({ windowDays: 90 })).toEqual({ count: 1, capped: false });
+    expect(await caller.markSeen({ skillIds: bSkills() })).toEqual({ marked: 0 });
+    // Only the caller's own skill is marked.
+    expect(await caller.markAllSeen({})).toEqual({ marked: 1 });
+    expect(await caller.whatsNewCount({ windowDays: 90 })).toEqual({ count: 0, capped: false });
+    // B's user still has both updates and the feedback unseen, on the same rows.
+    expect(await bCaller.viewsForSkills({ skillIds: bSkills() })).toEqual(bBefore);
+    expect([...bBefore.values()].every((v) => v.hasUpdate)).toBe(true);
+    expect(await bCaller.whatsNewCount({})).toEqual({ count: 2, capped: false });
+    expect(await bCaller.changeSummary({ skillId: b.skills['b-only']! })).toEqual(bSummary);
+    expect(bSummary.changes).toContainEqual({ kind: 'new_feedback', count: 1 });
   });
 
   it('a session pairing a tenant with another tenant\'s user sees and writes nothing of either', async () => {

@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorCode } from '../client/index.ts';
 import { engines } from './support/engines.ts';
-import { createTenant, daysAgo, insertView, skillSpec } from './support/factory.ts';
+import { tracked } from './support/callers.ts';
+import { createTenant, daysAgo, insertView, publishVersion, skillSpec } from './support/factory.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 describe.each(engines)('typed HTTP client on $name', (engine) => {
@@ -14,11 +15,12 @@ describe.each(engines)('typed HTTP client on $name', (engine) => {
   afterAll(() => server.close());
 
   it('viewsForSkills arrives as a real Map whose values carry Date objects', async () => {
-    const t = await createTenant(server.db, { skills: [skillSpec('viewed', { versionCount: 2, changedDaysAgo: 1 }), skillSpec('fresh'), skillSpec('unseen')] });
+    const t = await createTenant(server.db, { skills: [skillSpec('viewed'), skillSpec('fresh'), skillSpec('unseen')] });
     const session = { tenantId: t.tenantId, userId: t.userIds[0]! };
-    await insertView(server.db, t, { userId: session.userId, skillId: t.skills.viewed!, lastViewedAt: daysAgo(3), lastViewedVersion: 1 });
+    await insertView(server.db, t, { userId: session.userId, skillId: t.skills.viewed!, lastViewedAt: daysAgo(3) });
+    await publishVersion(server.db, t, t.skills.viewed!);
     const client = server.client(session);
-    const recorded = await client.recordView.mutate({ skillId: t.skills.fresh! });
+    const recorded = tracked(await client.recordView.mutate({ skillId: t.skills.fresh! }));
     expect(recorded.view.lastViewedAt).toBeInstanceOf(Date);
     expect(recorded.previous).toBeNull();
 
@@ -36,19 +38,21 @@ describe.each(engines)('typed HTTP client on $name', (engine) => {
   });
 
   it('sends parallel calls as one batched request and returns Dates from every procedure', async () => {
-    const t = await createTenant(server.db, { skills: [skillSpec('s', { versionCount: 2, changedDaysAgo: 1 })] });
+    const t = await createTenant(server.db, { skills: [skillSpec('s')] });
     const session = { tenantId: t.tenantId, userId: t.userIds[0]! };
-    await insertView(server.db, t, { userId: session.userId, skillId: t.skills.s!, lastViewedAt: daysAgo(3), lastViewedVersion: 1 });
+    await insertView(server.db, t, { userId: session.userId, skillId: t.skills.s!, lastViewedAt: daysAgo(3) });
+    await publishVersion(server.db, t, t.skills.s!);
     const requests: string[] = [];
     const countingFetch: typeof fetch = (input, init) => {
       requests.push(String(input instanceof Request ? input.url : input));
       return fetch(input, init);
     };
     const client = server.client(session, { fetch: countingFetch });
-    const [views, feed, summary] = await Promise.all([
+    const [views, feed, summary, count] = await Promise.all([
       client.viewsForSkills.query({ skillIds: [t.skills.s!] }),
       client.whatsNew.query({ limit: 5 }),
       client.changeSummary.query({ skillId: t.skills.s! }),
+      client.whatsNewCount.query({}),
     ]);
     expect(requests).toHaveLength(1);
     expect(requests[0]).toContain('batch=1');
@@ -58,14 +62,18 @@ describe.each(engines)('typed HTTP client on $name', (engine) => {
     expect(feed.items[0]?.lastViewedAt).toBeInstanceOf(Date);
     expect(summary.lastViewedAt).toBeInstanceOf(Date);
     expect(summary.changes).toContainEqual({ kind: 'version_bump', from: 1, to: 2 });
+    expect(count).toEqual({ count: 1, capped: false });
   });
 
   it('passes nextCursor back over the wire to get the next page', async () => {
     const t = await createTenant(server.db, {
-      skills: ['a', 'b', 'c'].map((slug, i) => skillSpec(slug, { versionCount: 2, changedDaysAgo: 1 + i })),
+      skills: ['a', 'b', 'c'].map((slug) => skillSpec(slug, { changedDaysAgo: 30 })),
     });
     const session = { tenantId: t.tenantId, userId: t.userIds[0]! };
-    for (const slug of ['a', 'b', 'c']) await insertView(server.db, t, { userId: session.userId, skillId: t.skills[slug]!, lastViewedAt: daysAgo(10), lastViewedVersion: 1 });
+    for (const [i, slug] of ['a', 'b', 'c'].entries()) {
+      await insertView(server.db, t, { userId: session.userId, skillId: t.skills[slug]!, lastViewedAt: daysAgo(10) });
+      await publishVersion(server.db, t, t.skills[slug]!, { updatedAt: daysAgo(1 + i) });
+    }
     const client = server.client(session);
     const first = await client.whatsNew.query({ limit: 2 });
     expect(first.items.map((i) => i.slug)).toEqual(['a', 'b']);
@@ -78,7 +86,7 @@ describe.each(engines)('typed HTTP client on $name', (engine) => {
   it('viewsForSkills takes the contract\'s 500 ids through the typed client', async () => {
     const t = await createTenant(server.db, { skills: [skillSpec('s')] });
     const session = { tenantId: t.tenantId, userId: t.userIds[0]! };
-    await insertView(server.db, t, { userId: session.userId, skillId: t.skills.s!, lastViewedAt: daysAgo(1), lastViewedVersion: 1 });
+    await insertView(server.db, t, { userId: session.userId, skillId: t.skills.s!, lastViewedAt: daysAgo(1) });
     const ids = [t.skills.s!, ...Array.from({ length: 499 }, () => randomUUID())];
     const views = await server.client(session).viewsForSkills.query({ skillIds: ids });
     expect([...views.keys()]).toEqual([t.skills.s]);

@@ -115,6 +115,7 @@ describe('a data directory held by a running server', () => {
 
   async function view(who: 'ada' | 'hank') {
     const { view } = await (who === 'ada' ? ada : hank).recordView.mutate({ skillId: skills[who] });
+    if (!view) throw new Error('recordView was not tracked');
     acknowledged.set(who, Math.max(acknowledged.get(who) ?? 0, view.viewCount));
     return view;
   }
@@ -201,7 +202,7 @@ describe('a data directory held by a running server', () => {
     expect(hankViews.get(skills.hank)?.viewCount).toBe(acknowledged.get('hank'));
     // And it writes: the directory is fully usable.
     const { view } = await next!.client(next!.tokens[0]!).recordView.mutate({ skillId: skills.ada });
-    expect(view.viewCount).toBe(acknowledged.get('ada')! + 1);
+    expect(view?.viewCount).toBe(acknowledged.get('ada')! + 1);
     const restarted = next!;
     next = undefined;
     await stopServer(restarted);

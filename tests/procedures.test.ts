@@ -4,32 +4,32 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbHandle } from '../db/client.ts';
 import { query } from '../db/queries/rows.ts';
-import { asOwnerInTenant, type SkillSpec } from '../db/seed.ts';
+import type { SkillSpec } from '../db/seed.ts';
 import { createContextInner } from '../server/context.ts';
 import { createCaller } from '../server/router.ts';
-import { callerFor, countViews, expectTrpcError } from './support/callers.ts';
+import { callerFor, countViews, expectTrpcError, tracked } from './support/callers.ts';
 import { engines } from './support/engines.ts';
-import { createTenant, daysAgo, insertFeedback, insertView, skillSpec, type TenantFixture } from './support/factory.ts';
+import {
+  createTenant,
+  daysAgo,
+  editSkill,
+  insertFeedback,
+  insertView,
+  publishVersion,
+  republish,
+  setUpdatedAt,
+  skillSpec,
+  type TenantFixture,
+} from './support/factory.ts';
 
-/** Sets skills.updated_at to an exact timestamptz (SQL text, microseconds allowed), as the owner. */
-async function setSkillUpdatedAt(h: DbHandle, t: TenantFixture, skillId: string, timestamptz: string) {
-  await asOwnerInTenant(h.db, t.tenantId, (tx) =>
-    tx.execute(sql`update skills set updated_at = ${timestamptz}::timestamptz where id = ${skillId}::uuid`),
-  );
-}
-
-/** Publishes version `version` of a skill (the trigger moves updated_at to now()), as the owner. */
-async function publish(h: DbHandle, t: TenantFixture, skillId: string, version: number) {
-  await asOwnerInTenant(h.db, t.tenantId, (tx) =>
-    tx.execute(sql`update skills set published_version_id =
-      (select id from skill_versions where skill_id = ${skillId}::uuid and version = ${version}) where id = ${skillId}::uuid`),
-  );
-}
+/** A published skill created long before any view in these tests. */
+const old = (slug: string, extra: Parameters<typeof skillSpec>[1] = {}) => skillSpec(slug, { changedDaysAgo: 60, ...extra });
 
 async function viewRow(h: DbHandle, t: TenantFixture, userId: string, skillId: string) {
   const rows = await query<Record<string, unknown>>(
     h.db,
-    sql`select first_viewed_at::text as first, last_viewed_at::text as last, last_viewed_version, view_count
+    sql`select first_viewed_at::text as first, last_viewed_at::text as last, last_viewed_version, view_count,
+               seen_revision::text as seen_revision, seen_snapshot::text as seen_snapshot
         from user_skill_views where tenant_id = ${t.tenantId}::uuid and user_id = ${userId}::uuid and skill_id = ${skillId}::uuid`,
   );
   return rows[0] ?? null;
@@ -52,6 +52,9 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
         await expectTrpcError(caller.viewsForSkills({ skillIds: [skillId] }), 'UNAUTHORIZED');
         await expectTrpcError(caller.whatsNew({}), 'UNAUTHORIZED');
         await expectTrpcError(caller.changeSummary({ skillId }), 'UNAUTHORIZED');
+        await expectTrpcError(caller.whatsNewCount({}), 'UNAUTHORIZED');
+        await expectTrpcError(caller.markSeen({ skillIds: [skillId] }), 'UNAUTHORIZED');
+        await expectTrpcError(caller.markAllSeen({}), 'UNAUTHORIZED');
       }
       expect(await countViews(h.db, t.tenantId)).toBe(0);
     });
@@ -63,7 +66,7 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
       const skillId = t.skills.s!;
       const caller = callerFor(h.db, t);
       const before = Date.now();
-      const first = await caller.recordView({ skillId });
+      const first = tracked(await caller.recordView({ skillId }));
       expect(first.previous).toBeNull();
       expect(first.view).toMatchObject({ skillId, viewCount: 1, lastViewedVersion: 3 });
       expect(first.view.firstViewedAt).toBeInstanceOf(Date);
@@ -72,7 +75,7 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
       // Database clock on the same machine: within a few seconds of the test's clock.
       expect(Math.abs(first.view.lastViewedAt.getTime() - before)).toBeLessThan(5_000);
 
-      const second = await caller.recordView({ skillId });
+      const second = tracked(await caller.recordView({ skillId }));
       expect(second.previous).toEqual(first.view);
       expect(second.view.viewCount).toBe(2);
       expect(second.view.firstViewedAt.getTime()).toBe(first.view.firstViewedAt.getTime());
@@ -88,9 +91,9 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
       const spec: SkillSpec = { ...skillSpec('s', { versionCount: 3 }), publishedVersion: 2 };
       const t = await createTenant(h.db, { skills: [spec, skillSpec('draft', { status: 'draft', versionCount: 2 })] });
       const caller = callerFor(h.db, t);
-      expect((await caller.recordView({ skillId: t.skills.s! })).view.lastViewedVersion).toBe(2);
-      await publish(h, t, t.skills.s!, 3);
-      const again = await caller.recordView({ skillId: t.skills.s! });
+      expect(tracked(await caller.recordView({ skillId: t.skills.s! })).view.lastViewedVersion).toBe(2);
+      await republish(h.db, t, t.skills.s!, 3);
+      const again = tracked(await caller.recordView({ skillId: t.skills.s! }));
       expect(again.view.lastViewedVersion).toBe(3);
       expect(again.previous?.lastViewedVersion).toBe(2);
       // A draft has no published version: the view exists, with no version.
@@ -102,14 +105,14 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
       const t = await createTenant(h.db, { skills: [skillSpec('s')] });
       await callerFor(h.db, t, 0).recordView({ skillId: t.skills.s! });
       await callerFor(h.db, t, 0).recordView({ skillId: t.skills.s! });
-      const other = await callerFor(h.db, t, 1).recordView({ skillId: t.skills.s! });
+      const other = tracked(await callerFor(h.db, t, 1).recordView({ skillId: t.skills.s! }));
       expect(other.previous).toBeNull();
       expect(other.view.viewCount).toBe(1);
     });
 
     it('accepts an upper-case id and reports the canonical one', async () => {
       const t = await createTenant(h.db, { skills: [skillSpec('s')] });
-      const result = await callerFor(h.db, t).recordView({ skillId: t.skills.s!.toUpperCase() });
+      const result = tracked(await callerFor(h.db, t).recordView({ skillId: t.skills.s!.toUpperCase() }));
       expect(result.view.skillId).toBe(t.skills.s);
     });
 
@@ -122,33 +125,30 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
   });
 
   describe('viewsForSkills', () => {
-    it('returns a Map of only the viewed skills, with hasUpdate from updated_at and from the published version', async () => {
+    it('returns a Map of only the viewed skills, with hasUpdate for content changed since the view (new version or in-place edit)', async () => {
       const t = await createTenant(h.db, {
-        skills: [
-          skillSpec('unchanged', { changedDaysAgo: 10 }),
-          // Published v2 one day ago, seen at v1 five days ago: both rules say updated.
-          skillSpec('bumped', { versionCount: 2, changedDaysAgo: 1 }),
-          // Content edited in place one day ago; the version seen is still the published one.
-          { ...skillSpec('edited', { changedDaysAgo: 10 }), description: 'edited', updatedDaysAgo: 1 },
-          // Published v2 ten days ago, but the view five days ago recorded v1: only the version rule applies.
-          skillSpec('stale-version', { versionCount: 2, changedDaysAgo: 10 }),
-          skillSpec('never-viewed'),
-          skillSpec('seen-by-other'),
-        ],
+        skills: [old('unchanged'), old('bumped'), old('edited'), old('reverted'), old('unpublished'), old('never-viewed'), old('seen-by-other')],
       });
       const [me, other] = t.userIds as [string, string];
       const s = t.skills as Record<string, string>;
-      await insertView(h.db, t, { userId: me, skillId: s.unchanged!, lastViewedAt: daysAgo(5), lastViewedVersion: 1, viewCount: 4 });
-      await insertView(h.db, t, { userId: me, skillId: s.bumped!, lastViewedAt: daysAgo(5), lastViewedVersion: 1 });
-      await insertView(h.db, t, { userId: me, skillId: s.edited!, lastViewedAt: daysAgo(5), lastViewedVersion: 1 });
-      await insertView(h.db, t, { userId: me, skillId: s['stale-version']!, lastViewedAt: daysAgo(5), lastViewedVersion: 1 });
-      await insertView(h.db, t, { userId: other, skillId: s['seen-by-other']!, lastViewedAt: daysAgo(5), lastViewedVersion: 1 });
+      for (const slug of ['unchanged', 'bumped', 'edited', 'reverted', 'unpublished']) {
+        await insertView(h.db, t, { userId: me, skillId: s[slug]!, lastViewedAt: daysAgo(5), viewCount: slug === 'unchanged' ? 4 : 1 });
+      }
+      await insertView(h.db, t, { userId: other, skillId: s['seen-by-other']!, lastViewedAt: daysAgo(5) });
+      // Since the views: a new version; a description edited in place; a name edited and edited back (the revision
+      // moved twice, the content is what was seen); unpublished (nothing new to see).
+      await publishVersion(h.db, t, s.bumped!, { name: 'bumped v2' });
+      await editSkill(h.db, t, s.edited!, { description: 'edited' });
+      await editSkill(h.db, t, s.reverted!, { name: 'temporary' });
+      await editSkill(h.db, t, s.reverted!, { name: 'reverted v1' });
+      await republish(h.db, t, s.unpublished!, null);
+      await publishVersion(h.db, t, s['seen-by-other']!);
 
-      const ids = [s.unchanged!, s.bumped!, s.edited!, s['stale-version']!, s['never-viewed']!, s['seen-by-other']!, randomUUID()];
+      const ids = [s.unchanged!, s.bumped!, s.edited!, s.reverted!, s.unpublished!, s['never-viewed']!, s['seen-by-other']!, randomUUID()];
       // Duplicates are allowed; an upper-case id comes back under its canonical key.
       const views = await callerFor(h.db, t).viewsForSkills({ skillIds: [...ids, s.unchanged!, s.bumped!.toUpperCase()] });
       expect(views).toBeInstanceOf(Map);
-      expect([...views.keys()].sort()).toEqual([s.unchanged!, s.bumped!, s.edited!, s['stale-version']!].sort());
+      expect([...views.keys()].sort()).toEqual([s.unchanged!, s.bumped!, s.edited!, s.reverted!, s.unpublished!].sort());
       expect(views.get(s.unchanged!)).toEqual({
         skillId: s.unchanged,
         firstViewedAt: expect.any(Date),
@@ -158,15 +158,17 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
         hasUpdate: false,
       });
       expect(Math.abs(views.get(s.unchanged!)!.lastViewedAt.getTime() - daysAgo(5).getTime())).toBeLessThan(60_000);
-      expect(views.get(s.bumped!)?.hasUpdate).toBe(true);
-      expect(views.get(s.edited!)?.hasUpdate).toBe(true);
-      expect(views.get(s['stale-version']!)?.hasUpdate).toBe(true);
+      expect(views.get(s.bumped!)).toMatchObject({ hasUpdate: true, lastViewedVersion: 1 });
+      expect(views.get(s.edited!)).toMatchObject({ hasUpdate: true, lastViewedVersion: 1 });
+      expect(views.get(s.reverted!)?.hasUpdate).toBe(false);
+      expect(views.get(s.unpublished!)?.hasUpdate).toBe(false);
     });
 
     it('clears hasUpdate once the skill is viewed again', async () => {
-      const t = await createTenant(h.db, { skills: [skillSpec('s', { versionCount: 2, changedDaysAgo: 1 })] });
+      const t = await createTenant(h.db, { skills: [old('s')] });
       const skillId = t.skills.s!;
-      await insertView(h.db, t, { userId: t.userIds[0]!, skillId, lastViewedAt: daysAgo(3), lastViewedVersion: 1 });
+      await insertView(h.db, t, { userId: t.userIds[0]!, skillId, lastViewedAt: daysAgo(3) });
+      await publishVersion(h.db, t, skillId);
       const caller = callerFor(h.db, t);
       expect((await caller.viewsForSkills({ skillIds: [skillId] })).get(skillId)?.hasUpdate).toBe(true);
       await caller.recordView({ skillId });
@@ -183,7 +185,7 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
 
     it('accepts 500 ids', async () => {
       const t = await createTenant(h.db, { skills: [skillSpec('s')] });
-      await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills.s!, lastViewedAt: daysAgo(1), lastViewedVersion: 1 });
+      await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills.s!, lastViewedAt: daysAgo(1) });
       const ids = [t.skills.s!, ...Array.from({ length: 499 }, () => randomUUID())];
       const views = await callerFor(h.db, t).viewsForSkills({ skillIds: ids });
       expect([...views.keys()]).toEqual([t.skills.s]);
@@ -191,32 +193,39 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
   });
 
   describe('whatsNew', () => {
-    it('lists published skills changed after the last view and within the window, newest first', async () => {
+    it('lists published skills whose content changed since the last view, within the window, newest change first', async () => {
       const t = await createTenant(h.db, {
         skills: [
-          skillSpec('newest', { versionCount: 2, changedDaysAgo: 0.5 }),
-          skillSpec('older', { versionCount: 2, changedDaysAgo: 2 }),
-          { ...skillSpec('edited', { changedDaysAgo: 20 }), name: 'Edited name', updatedDaysAgo: 3 },
-          skillSpec('seen-since', { versionCount: 2, changedDaysAgo: 3 }),
-          skillSpec('draft', { versionCount: 2, changedDaysAgo: 1, status: 'draft' }),
-          skillSpec('archived', { versionCount: 2, changedDaysAgo: 1, status: 'archived' }),
-          skillSpec('outside-window', { versionCount: 2, changedDaysAgo: 40 }),
-          skillSpec('never-viewed', { versionCount: 2, changedDaysAgo: 1 }),
-          skillSpec('other-users', { versionCount: 2, changedDaysAgo: 1 }),
+          old('newest'),
+          old('older'),
+          old('edited'),
+          old('seen-since'),
+          old('draft', { status: 'draft' }),
+          old('archived', { status: 'archived' }),
+          old('outside-window'),
+          old('never-viewed'),
+          old('other-users'),
         ],
       });
       const [me, other] = t.userIds as [string, string];
       const s = t.skills as Record<string, string>;
-      const seen = (slug: string, days: number, version: number | null, userId = me) =>
-        insertView(h.db, t, { userId, skillId: s[slug]!, lastViewedAt: daysAgo(days), lastViewedVersion: version, viewCount: 3 });
-      await seen('newest', 5, 1);
-      await seen('older', 5, 1);
-      await seen('edited', 10, 1);
-      await seen('seen-since', 1, 2);
-      await seen('draft', 5, null);
-      await seen('archived', 5, 1);
-      await seen('outside-window', 50, 1);
-      await seen('other-users', 5, 1, other);
+      const seen = (slug: string, days: number, userId = me) =>
+        insertView(h.db, t, { userId, skillId: s[slug]!, lastViewedAt: daysAgo(days), viewCount: 3 });
+      for (const slug of ['newest', 'older', 'seen-since', 'draft', 'archived']) await seen(slug, 5);
+      await seen('edited', 10);
+      await seen('outside-window', 50);
+      await seen('other-users', 5, other);
+      // What happened since (updated_at backdated to place each change in the window).
+      await publishVersion(h.db, t, s.newest!, { name: 'newest v2', updatedAt: daysAgo(0.5) });
+      await publishVersion(h.db, t, s.older!, { name: 'older v2', updatedAt: daysAgo(2) });
+      await editSkill(h.db, t, s.edited!, { name: 'Edited name', updatedAt: daysAgo(3) });
+      await publishVersion(h.db, t, s['seen-since']!, { updatedAt: daysAgo(3) });
+      await callerFor(h.db, t).recordView({ skillId: s['seen-since']! });
+      await editSkill(h.db, t, s.draft!, { name: 'Draft renamed', updatedAt: daysAgo(1) });
+      await publishVersion(h.db, t, s.archived!, { updatedAt: daysAgo(1) });
+      await publishVersion(h.db, t, s['outside-window']!, { updatedAt: daysAgo(40) });
+      await publishVersion(h.db, t, s['never-viewed']!, { updatedAt: daysAgo(1) });
+      await publishVersion(h.db, t, s['other-users']!, { updatedAt: daysAgo(1) });
 
       const caller = callerFor(h.db, t);
       const page = await caller.whatsNew({});
@@ -247,8 +256,9 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
     });
 
     it('drops a skill from the feed once it is viewed again', async () => {
-      const t = await createTenant(h.db, { skills: [skillSpec('s', { versionCount: 2, changedDaysAgo: 1 })] });
-      await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills.s!, lastViewedAt: daysAgo(4), lastViewedVersion: 1 });
+      const t = await createTenant(h.db, { skills: [old('s')] });
+      await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills.s!, lastViewedAt: daysAgo(4) });
+      await publishVersion(h.db, t, t.skills.s!);
       const caller = callerFor(h.db, t);
       expect((await caller.whatsNew({})).items).toHaveLength(1);
       await caller.recordView({ skillId: t.skills.s! });
@@ -257,9 +267,12 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
 
     it('pages with nextCursor strings: no gaps or repeats across ties and microsecond differences', async () => {
       const slugs = Array.from({ length: 7 }, (_, i) => `p${i}`);
-      const t = await createTenant(h.db, { skills: slugs.map((slug) => skillSpec(slug, { versionCount: 2, changedDaysAgo: 1 })) });
+      const t = await createTenant(h.db, { skills: slugs.map((slug) => old(slug)) });
       const s = t.skills as Record<string, string>;
-      for (const slug of slugs) await insertView(h.db, t, { userId: t.userIds[0]!, skillId: s[slug]!, lastViewedAt: daysAgo(6), lastViewedVersion: 1 });
+      for (const slug of slugs) {
+        await insertView(h.db, t, { userId: t.userIds[0]!, skillId: s[slug]!, lastViewedAt: daysAgo(6) });
+        await editSkill(h.db, t, s[slug]!, { description: `${slug}, edited since the view` });
+      }
       const base = daysAgo(2).toISOString().slice(0, 19);
       // Three skills share one timestamp (ties broken by id); two differ only below the millisecond.
       const stamps: Record<string, string> = {
@@ -271,7 +284,7 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
         p5: `${base}.300000Z`,
         p6: `${base}.200000Z`,
       };
-      for (const slug of slugs) await setSkillUpdatedAt(h, t, s[slug]!, stamps[slug]!);
+      for (const slug of slugs) await setUpdatedAt(h.db, t, s[slug]!, stamps[slug]!);
       const tied = ['p0', 'p1', 'p2'].sort((a, b) => (s[b]! < s[a]! ? -1 : 1)); // id descending
       const expected = [...tied, 'p3', 'p4', 'p5', 'p6'];
 
@@ -296,8 +309,11 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
 
     it('defaults to 10 items per page', async () => {
       const slugs = Array.from({ length: 11 }, (_, i) => `d${i}`);
-      const t = await createTenant(h.db, { skills: slugs.map((slug, i) => skillSpec(slug, { versionCount: 2, changedDaysAgo: 1 + i / 10 })) });
-      for (const slug of slugs) await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills[slug]!, lastViewedAt: daysAgo(5), lastViewedVersion: 1 });
+      const t = await createTenant(h.db, { skills: slugs.map((slug) => old(slug)) });
+      for (const [i, slug] of slugs.entries()) {
+        await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills[slug]!, lastViewedAt: daysAgo(5) });
+        await publishVersion(h.db, t, t.skills[slug]!, { updatedAt: daysAgo(1 + i / 10) });
+      }
       const caller = callerFor(h.db, t);
       const first = await caller.whatsNew({});
       expect(first.items.map((i) => i.slug)).toEqual(slugs.slice(0, 10));
@@ -323,25 +339,28 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
       });
     });
 
-    it('reports no changes when nothing happened since the last view', async () => {
+    it('reports no changes when nothing happened since the last view (feedback before it, own feedback after it)', async () => {
       const t = await createTenant(h.db, { skills: [skillSpec('s', { versionCount: 2, changedDaysAgo: 10 })] });
-      await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills.s!, lastViewedAt: daysAgo(5), lastViewedVersion: 2 });
       await insertFeedback(h.db, t, { skillId: t.skills.s!, userId: t.userIds[1]!, createdAt: daysAgo(6) });
+      await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills.s!, lastViewedAt: daysAgo(5) });
+      await insertFeedback(h.db, t, { skillId: t.skills.s!, userId: t.userIds[0]! });
       const summary = await callerFor(h.db, t).changeSummary({ skillId: t.skills.s! });
       expect(summary).toMatchObject({ firstView: false, lastViewedVersion: 2, currentVersion: 2, changes: [] });
       expect(summary.lastViewedAt).toBeInstanceOf(Date);
     });
 
     it('reports a version bump with the changed details, and feedback by others since the last view', async () => {
-      const t = await createTenant(h.db, { userCount: 3, skills: [skillSpec('s', { versionCount: 3, changedDaysAgo: 1 })] });
+      const t = await createTenant(h.db, { userCount: 3, skills: [old('s')] });
       const [me, other, third] = t.userIds as [string, string, string];
       const skillId = t.skills.s!;
-      await insertView(h.db, t, { userId: me, skillId, lastViewedAt: daysAgo(4), lastViewedVersion: 1 });
-      await insertFeedback(h.db, t, { skillId, userId: other, createdAt: daysAgo(3) });
-      await insertFeedback(h.db, t, { skillId, userId: third, createdAt: daysAgo(2) });
-      await insertFeedback(h.db, t, { skillId, userId: null, createdAt: daysAgo(1) });
-      await insertFeedback(h.db, t, { skillId, userId: me, createdAt: daysAgo(1) }); // the caller's own: not counted
-      await insertFeedback(h.db, t, { skillId, userId: other, createdAt: daysAgo(5) }); // before the view: not counted
+      await insertFeedback(h.db, t, { skillId, userId: other }); // before the view: not counted
+      await insertView(h.db, t, { userId: me, skillId, lastViewedAt: daysAgo(4) });
+      await publishVersion(h.db, t, skillId, { name: 's v2', description: 'About s, edition 2' });
+      await publishVersion(h.db, t, skillId, { name: 's v3', description: 'About s, edition 3' });
+      await insertFeedback(h.db, t, { skillId, userId: other });
+      await insertFeedback(h.db, t, { skillId, userId: third });
+      await insertFeedback(h.db, t, { skillId, userId: null });
+      await insertFeedback(h.db, t, { skillId, userId: me }); // the caller's own: not counted
 
       const summary = await callerFor(h.db, t).changeSummary({ skillId });
       expect(summary).toMatchObject({ skillId, firstView: false, lastViewedVersion: 1, currentVersion: 3 });
@@ -357,16 +376,19 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
     });
 
     it('reports details edited in place without a version bump, naming only the changed field', async () => {
-      const t = await createTenant(h.db, { skills: [{ ...skillSpec('s', { changedDaysAgo: 10 }), name: 'Renamed', updatedDaysAgo: 1 }] });
-      await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills.s!, lastViewedAt: daysAgo(5), lastViewedVersion: 1 });
+      const t = await createTenant(h.db, { skills: [old('s')] });
+      await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills.s!, lastViewedAt: daysAgo(5) });
+      await editSkill(h.db, t, t.skills.s!, { name: 'Renamed' });
       const summary = await callerFor(h.db, t).changeSummary({ skillId: t.skills.s! });
       expect(summary.changes).toEqual([{ kind: 'details_updated', fields: ['name'] }]);
     });
 
     it('is a pure read: user_skill_views is unchanged, for viewed and unviewed skills', async () => {
-      const t = await createTenant(h.db, { skills: [skillSpec('seen', { versionCount: 2 }), skillSpec('unseen')] });
+      const t = await createTenant(h.db, { skills: [old('seen'), skillSpec('unseen')] });
       const me = t.userIds[0]!;
-      await insertView(h.db, t, { userId: me, skillId: t.skills.seen!, lastViewedAt: daysAgo(4), lastViewedVersion: 1, viewCount: 2 });
+      await insertView(h.db, t, { userId: me, skillId: t.skills.seen!, lastViewedAt: daysAgo(4), viewCount: 2 });
+      await publishVersion(h.db, t, t.skills.seen!);
+      await insertFeedback(h.db, t, { skillId: t.skills.seen!, userId: t.userIds[1]! });
       const before = await viewRow(h, t, me, t.skills.seen!);
       const caller = callerFor(h.db, t);
       await caller.changeSummary({ skillId: t.skills.seen! });
@@ -376,7 +398,10 @@ describe.each(engines)('procedures through createCaller on $name', (engine) => {
       expect(await countViews(h.db, t.tenantId)).toBe(1);
       // A later summary still reports the same changes: nothing was marked as seen.
       const again = await caller.changeSummary({ skillId: t.skills.seen! });
-      expect(again.changes).toContainEqual({ kind: 'version_bump', from: 1, to: 2 });
+      expect(again.changes).toEqual([
+        { kind: 'version_bump', from: 1, to: 2 },
+        { kind: 'new_feedback', count: 1 },
+      ]);
     });
 
     it('is NOT_FOUND for a skill that does not exist', async () => {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbHandle } from '../db/client.ts';
 import { recordView, withTenantTransaction } from '../db/queries/index.ts';
 import { engines } from './support/engines.ts';
+import { tracked } from './support/callers.ts';
 import { APP_ROLE, createTenant, skillSpec } from './support/factory.ts';
 
 describe.each(engines)('recordView on $name', (engine) => {
@@ -16,13 +17,13 @@ describe.each(engines)('recordView on $name', (engine) => {
     const t = await createTenant(h.db, { skills: [skillSpec('s', { versionCount: 3 })] });
     const scope = { role: APP_ROLE, tenantId: t.tenantId, userId: t.userIds[0]! };
     const skillId = t.skills.s!;
-    const first = await withTenantTransaction(h.db, scope, (tx) => recordView(tx, scope, skillId));
-    expect(first?.previous).toBeNull();
-    expect(first?.view).toMatchObject({ skillId, viewCount: 1, lastViewedVersion: 3 });
-    const second = await withTenantTransaction(h.db, scope, (tx) => recordView(tx, scope, skillId));
-    expect(second?.view.viewCount).toBe(2);
-    expect(second?.previous).toEqual(first?.view);
-    expect(second!.view.lastViewedAt.getTime()).toBeGreaterThanOrEqual(first!.view.lastViewedAt.getTime());
+    const first = tracked((await withTenantTransaction(h.db, scope, (tx) => recordView(tx, scope, skillId)))!);
+    expect(first.previous).toBeNull();
+    expect(first.view).toMatchObject({ skillId, viewCount: 1, lastViewedVersion: 3 });
+    const second = tracked((await withTenantTransaction(h.db, scope, (tx) => recordView(tx, scope, skillId)))!);
+    expect(second.view.viewCount).toBe(2);
+    expect(second.previous).toEqual(first.view);
+    expect(second.view.lastViewedAt.getTime()).toBeGreaterThanOrEqual(first.view.lastViewedAt.getTime());
   });
 
   it('N concurrent upserts of the same row add exactly N', async () => {
@@ -32,8 +33,9 @@ describe.each(engines)('recordView on $name', (engine) => {
     const results = await Promise.all(
       Array.from({ length: n }, () => withTenantTransaction(h.db, scope, (tx) => recordView(tx, scope, t.skills.s!))),
     );
-    const counts = results.map((r) => r!.view.viewCount).sort((a, b) => a - b);
+    const views = results.map((r) => tracked(r!));
+    const counts = views.map((r) => r.view.viewCount).sort((a, b) => a - b);
     expect(counts).toEqual(Array.from({ length: n }, (_, i) => i + 1));
-    for (const r of results) expect(r!.previous?.viewCount ?? 0).toBe(r!.view.viewCount - 1);
+    for (const r of views) expect(r.previous?.viewCount ?? 0).toBe(r.view.viewCount - 1);
   });
 });

@@ -1,4 +1,4 @@
-// viewsForSkills: the caller's views of a list of skills, keyed by skill id, with an "updated since" flag.
+// viewsForSkills: the caller's views of a list of skills, keyed by skill id, with a "changed since seen" flag.
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { query } from '../db/queries/rows.ts';
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import { viewsForSkills } from '../db/queries/views.ts';
 import { engines } from './support/engines.ts';
-import { APP_ROLE, createTenant, daysAgo, insertView, skillSpec, type TenantFixture } from './support/factory.ts';
+import { APP_ROLE, createTenant, daysAgo, editSkill, insertView, publishVersion, skillSpec, type TenantFixture } from './support/factory.ts';
 
 describe.each(engines)('viewsForSkills on $name', (engine) => {
   let h: DbHandle;
@@ -17,33 +17,33 @@ describe.each(engines)('viewsForSkills on $name', (engine) => {
   const seenAt: Record<string, Date> = {};
   beforeAll(async () => {
     h = await engine.open();
+    const old = (slug: string, versionCount = 1) => skillSpec(slug, { versionCount, changedDaysAgo: 30 });
     t = await createTenant(h.db, {
-      skills: [
-        skillSpec('changed', { changedDaysAgo: 2 }),
-        skillSpec('bumped', { versionCount: 2, changedDaysAgo: 3 }),
-        skillSpec('seen', { versionCount: 2, changedDaysAgo: 5 }),
-        skillSpec('exact', { changedDaysAgo: 4 }),
-        skillSpec('unseen', { changedDaysAgo: 1 }),
-        skillSpec('peer-only', { changedDaysAgo: 1 }),
-      ],
+      skills: [old('changed'), old('bumped'), old('seen'), old('reverted'), old('unseen'), old('peer-only')],
     });
     u = t.userIds[0]!;
-    const view = async (slug: string, at: Date, version: number | null, viewCount = 1, userId = u) => {
+    const view = async (slug: string, at: Date, viewCount = 1, userId = u) => {
       seenAt[slug] = at;
-      await insertView(h.db, t, { userId, skillId: t.skills[slug]!, lastViewedAt: at, lastViewedVersion: version, viewCount });
+      await insertView(h.db, t, { userId, skillId: t.skills[slug]!, lastViewedAt: at, viewCount });
     };
-    // Content changed (updated_at) after the view, same version.
-    await view('changed', daysAgo(5), 1, 4);
-    // Viewed after the change, but at an older version than the published one.
-    await view('bumped', daysAgo(1), 1, 2);
-    // Viewed after the change at the current version.
-    await view('seen', daysAgo(1), 2, 7);
-    // Viewed at exactly updated_at: not "after".
-    const [exact] = await query<{ updatedAt: Date | string }>(h.db, sql`select updated_at as "updatedAt" from skills where id = ${t.skills.exact!}::uuid`);
-    await view('exact', new Date(exact!.updatedAt), 1);
-    await view('peer-only', daysAgo(5), 1, 1, t.userIds[1]!);
-    other = await createTenant(h.db, { skills: [skillSpec('changed', { changedDaysAgo: 2 })] });
-    await insertView(h.db, other, { userId: other.userIds[0]!, skillId: other.skills.changed!, lastViewedAt: daysAgo(5), lastViewedVersion: 1 });
+    // Description edited in place after the view, same version.
+    await view('changed', daysAgo(5), 4);
+    await editSkill(h.db, t, t.skills.changed!, { description: 'Edited after the view' });
+    // A new version published after the view.
+    await view('bumped', daysAgo(1), 2);
+    await publishVersion(h.db, t, t.skills.bumped!);
+    // A new version published before the view: seen (the view's clock is older than the change: clocks do not count).
+    await publishVersion(h.db, t, t.skills.seen!, { name: 'seen v2' });
+    await view('seen', daysAgo(10), 7);
+    // Renamed after the view and renamed back: the revision moved, the content is what was seen.
+    await view('reverted', daysAgo(3));
+    await editSkill(h.db, t, t.skills.reverted!, { name: 'Temporary name' });
+    await editSkill(h.db, t, t.skills.reverted!, { name: 'reverted v1' });
+    await view('peer-only', daysAgo(5), 1, t.userIds[1]!);
+    await publishVersion(h.db, t, t.skills['peer-only']!);
+    other = await createTenant(h.db, { skills: [old('changed')] });
+    await insertView(h.db, other, { userId: other.userIds[0]!, skillId: other.skills.changed!, lastViewedAt: daysAgo(5) });
+    await publishVersion(h.db, other, other.skills.changed!);
   });
   afterAll(() => h.close());
 
@@ -54,9 +54,9 @@ describe.each(engines)('viewsForSkills on $name', (engine) => {
 
   it('returns only the skills the caller viewed, each with its view and hasUpdate', async () => {
     const s = t.skills;
-    const views = await lookup([s.changed!, s.bumped!, s.seen!, s.exact!, s.unseen!, s['peer-only']!]);
+    const views = await lookup([s.changed!, s.bumped!, s.seen!, s.reverted!, s.unseen!, s['peer-only']!]);
     expect(views).toBeInstanceOf(Map);
-    expect([...views.keys()].sort()).toEqual([s.changed!, s.bumped!, s.seen!, s.exact!].sort());
+    expect([...views.keys()].sort()).toEqual([s.changed!, s.bumped!, s.seen!, s.reverted!].sort());
     expect(views.get(s.changed!)).toEqual({
       skillId: s.changed!,
       firstViewedAt: seenAt.changed,
@@ -67,8 +67,8 @@ describe.each(engines)('viewsForSkills on $name', (engine) => {
     });
     expect(views.get(s.bumped!)).toMatchObject({ lastViewedVersion: 1, viewCount: 2, hasUpdate: true });
     expect(views.get(s.seen!)).toMatchObject({ lastViewedVersion: 2, viewCount: 7, hasUpdate: false });
-    expect(views.get(s.exact!)).toMatchObject({ lastViewedVersion: 1, hasUpdate: false });
-    expect(views.get(s.exact!)?.lastViewedAt.getTime()).toBe(seenAt.exact!.getTime());
+    expect(views.get(s.reverted!)).toMatchObject({ lastViewedVersion: 1, hasUpdate: false });
+    expect(views.get(s.reverted!)?.lastViewedAt.getTime()).toBe(seenAt.reverted!.getTime());
   });
 
   it('accepts duplicate ids and returns each skill once', async () => {
@@ -99,14 +99,16 @@ describe.each(engines)('viewsForSkills on $name', (engine) => {
     expect((await lookup([t.skills.unseen!, randomUUID()])).size).toBe(0);
   });
 
-  it('the primary key carries the view columns, so a user\'s views are read from the index alone', async () => {
+  it('the primary key carries the view columns and the seen revision, so badges read a user\'s views from the index alone', async () => {
     const [pk] = await query<{ key_columns: number; columns: number; definition: string }>(
       h.db,
       sql`select i.indnkeyatts as key_columns, i.indnatts as columns, pg_get_indexdef(i.indexrelid) as definition
           from pg_index i join pg_class c on c.oid = i.indexrelid
           where c.relname = 'user_skill_views_pk' and i.indisprimary`,
     );
-    expect(pk).toMatchObject({ key_columns: 3, columns: 7 });
-    expect(pk!.definition).toContain('(tenant_id, user_id, skill_id) INCLUDE (first_viewed_at, last_viewed_at, last_viewed_version, view_count)');
+    expect(pk).toMatchObject({ key_columns: 3, columns: 8 });
+    expect(pk!.definition).toContain(
+      '(tenant_id, user_id, skill_id) INCLUDE (first_viewed_at, last_viewed_at, last_viewed_version, view_count, seen_revision)',
+    );
   });
 });

@@ -1,14 +1,25 @@
-// The "what's new" feed: published skills changed since the user's last view, in the window, newest first, keyset-paginated.
+// The "what's new" feed: published skills whose content changed since the user last saw it, in the window, newest first, keyset-paginated.
 import { randomUUID } from 'node:crypto';
-import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbHandle } from '../db/client.ts';
 import { decodeCursor, encodeCursor, whatsNew, type FeedCursor, type WhatsNewItem } from '../db/queries/feed.ts';
-import { query } from '../db/queries/rows.ts';
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
+import { recordView } from '../db/queries/views.ts';
 import type { SkillSpec } from '../db/seed.ts';
 import { engines } from './support/engines.ts';
-import { APP_ROLE, createTenant, daysAgo, insertView, setUpdatedAt, skillSpec, type TenantFixture } from './support/factory.ts';
+import {
+  APP_ROLE,
+  createTenant,
+  daysAgo,
+  editSkill,
+  insertView,
+  publishVersion,
+  republish,
+  setStatus,
+  setUpdatedAt,
+  skillSpec,
+  type TenantFixture,
+} from './support/factory.ts';
 
 const HOUR = 60 * 60 * 1000;
 
@@ -32,49 +43,62 @@ describe.each(engines)('whatsNew on $name', (engine) => {
     let u2: string;
     const viewedAt: Record<string, Date> = {};
     beforeAll(async () => {
-      const edited: SkillSpec = { ...skillSpec('edited', { changedDaysAgo: 10 }), description: 'Edited in place', updatedDaysAgo: 0.5 };
+      const old = (slug: string, status: SkillSpec['status'] = 'published') => skillSpec(slug, { changedDaysAgo: 60, status });
       t = await createTenant(h.db, {
         skills: [
-          skillSpec('bumped', { versionCount: 2, changedDaysAgo: 2 }),
-          edited,
-          skillSpec('stale-version', { versionCount: 2, changedDaysAgo: 3 }),
-          skillSpec('unchanged', { versionCount: 2, changedDaysAgo: 5 }),
-          skillSpec('boundary', { changedDaysAgo: 4 }),
-          skillSpec('draft', { changedDaysAgo: 2, status: 'draft' }),
-          skillSpec('archived', { versionCount: 2, changedDaysAgo: 2, status: 'archived' }),
-          skillSpec('old-change', { versionCount: 2, changedDaysAgo: 40 }),
-          skillSpec('unviewed', { versionCount: 2, changedDaysAgo: 1 }),
-          skillSpec('others', { versionCount: 2, changedDaysAgo: 1 }),
+          old('bumped'),
+          old('edited'),
+          old('seen-again'),
+          old('unchanged'),
+          old('reverted'),
+          old('unpublished'),
+          old('draft', 'draft'),
+          old('archived'),
+          old('old-change'),
+          old('unviewed'),
+          old('others'),
         ],
       });
       [u, u2] = t.userIds as [string, string];
-      const view = async (slug: string, userId: string, at: Date, version: number | null) => {
+      const s = t.skills;
+      const view = async (slug: string, userId: string, at: Date) => {
         viewedAt[`${slug}:${userId}`] = at;
-        await insertView(h.db, t, { userId, skillId: t.skills[slug]!, lastViewedAt: at, lastViewedVersion: version, viewCount: 3 });
+        await insertView(h.db, t, { userId, skillId: s[slug]!, lastViewedAt: at, viewCount: 3 });
       };
-      await view('bumped', u, daysAgo(5), 1);
-      await view('edited', u, daysAgo(3), 1);
-      // Viewed after the change, but the recorded version is older than the published one.
-      await view('stale-version', u, daysAgo(1), 1);
-      await view('unchanged', u, daysAgo(1), 2);
-      // Viewed at exactly the skill's updated_at: not a change "after" the view.
-      const [boundary] = await query<{ updatedAt: Date | string }>(
-        h.db,
-        sql`select updated_at as "updatedAt" from skills where id = ${t.skills.boundary!}::uuid`,
-      );
-      await view('boundary', u, new Date(boundary!.updatedAt), 1);
-      await view('draft', u, daysAgo(5), null);
-      await view('archived', u, daysAgo(5), 1);
-      await view('old-change', u, daysAgo(50), 1);
-      await view('others', u2, daysAgo(5), 1);
-      // Another tenant whose user viewed skills that changed: must not show up anywhere here.
-      const other = await createTenant(h.db, { skills: [skillSpec('bumped', { versionCount: 2, changedDaysAgo: 1 })] });
-      await insertView(h.db, other, { userId: other.userIds[0]!, skillId: other.skills.bumped!, lastViewedAt: daysAgo(5), lastViewedVersion: 1 });
+      for (const slug of ['bumped', 'seen-again', 'unpublished', 'draft', 'archived']) await view(slug, u, daysAgo(5));
+      await view('edited', u, daysAgo(3));
+      await view('unchanged', u, daysAgo(1));
+      await view('reverted', u, daysAgo(4));
+      await view('old-change', u, daysAgo(50));
+      await view('others', u2, daysAgo(5));
+      // What the host changed since (updated_at backdated to place each change in or out of the window).
+      await publishVersion(h.db, t, s.bumped!, { name: 'bumped v2', updatedAt: daysAgo(2) });
+      await editSkill(h.db, t, s.edited!, { description: 'Edited in place', updatedAt: daysAgo(0.5) });
+      // Changed after the view, then viewed again: seen.
+      await publishVersion(h.db, t, s['seen-again']!, { updatedAt: daysAgo(3) });
+      const scope = { role: APP_ROLE, tenantId: t.tenantId, userId: u };
+      await withTenantTransaction(h.db, scope, (tx) => recordView(tx, scope, s['seen-again']!));
+      // Renamed and renamed back after the view: updated_at is after the view, yet there is nothing new to see.
+      await editSkill(h.db, t, s.reverted!, { name: 'Temporary', updatedAt: daysAgo(2) });
+      await editSkill(h.db, t, s.reverted!, { name: 'reverted v1', updatedAt: daysAgo(1.5) });
+      // Unpublished (status still published): no published version is not something new.
+      await republish(h.db, t, s.unpublished!, null, { updatedAt: daysAgo(1) });
+      await editSkill(h.db, t, s.draft!, { name: 'Draft renamed', updatedAt: daysAgo(2) });
+      // A new version, then archived: not in the feed (published skills only).
+      await publishVersion(h.db, t, s.archived!, { updatedAt: daysAgo(2) });
+      await setStatus(h.db, t, s.archived!, 'archived');
+      await publishVersion(h.db, t, s['old-change']!, { updatedAt: daysAgo(40) });
+      await publishVersion(h.db, t, s.unviewed!, { updatedAt: daysAgo(1) });
+      await publishVersion(h.db, t, s.others!, { updatedAt: daysAgo(1) });
+      // Another tenant whose user viewed a skill that changed since: must not show up anywhere here.
+      const other = await createTenant(h.db, { skills: [old('bumped')] });
+      await insertView(h.db, other, { userId: other.userIds[0]!, skillId: other.skills.bumped!, lastViewedAt: daysAgo(5) });
+      await publishVersion(h.db, other, other.skills.bumped!, { updatedAt: daysAgo(1) });
     });
 
-    it('lists only published skills changed after the last view (newer updated_at or newer published version), newest first', async () => {
+    it('lists only published skills whose content changed since the last view (new version or in-place edit), newest change first', async () => {
       const { items, nextCursor } = await feed(t, u);
-      expect(items.map((i) => i.slug)).toEqual(['edited', 'bumped', 'stale-version']);
+      expect(items.map((i) => i.slug)).toEqual(['edited', 'bumped']);
       expect(nextCursor).toBeNull();
     });
 
@@ -91,13 +115,14 @@ describe.each(engines)('whatsNew on $name', (engine) => {
       });
       expect(bumped!.lastViewedAt.getTime()).toBe(viewedAt[`bumped:${u}`]!.getTime());
       expect(Math.abs(bumped!.updatedAt.getTime() - daysAgo(2).getTime())).toBeLessThan(60_000);
+      expect(bumped!.updatedAt.getTime()).toBeGreaterThan(bumped!.lastViewedAt.getTime());
       const edited = items.find((i) => i.slug === 'edited');
       expect(edited).toMatchObject({ lastViewedVersion: 1, currentVersion: 1 });
     });
 
     it('leaves out changes older than the window, and includes them with a wider one', async () => {
       expect((await feed(t, u, { windowDays: 30 })).items.map((i) => i.slug)).not.toContain('old-change');
-      expect((await feed(t, u, { windowDays: 45 })).items.map((i) => i.slug)).toEqual(['edited', 'bumped', 'stale-version', 'old-change']);
+      expect((await feed(t, u, { windowDays: 45 })).items.map((i) => i.slug)).toEqual(['edited', 'bumped', 'old-change']);
       expect((await feed(t, u, { windowDays: 1 })).items.map((i) => i.slug)).toEqual(['edited']);
     });
 
@@ -118,9 +143,13 @@ describe.each(engines)('whatsNew on $name', (engine) => {
     let expected: string[];
     beforeAll(async () => {
       const slugs = Array.from({ length: 25 }, (_, i) => `p${String(i).padStart(2, '0')}`);
-      t = await createTenant(h.db, { userCount: 1, skills: slugs.map((s) => skillSpec(s, { changedDaysAgo: 10 })) });
+      t = await createTenant(h.db, { userCount: 1, skills: slugs.map((s) => skillSpec(s, { changedDaysAgo: 30 })) });
       u = t.userIds[0]!;
-      for (const slug of slugs) await insertView(h.db, t, { userId: u, skillId: t.skills[slug]!, lastViewedAt: daysAgo(20), lastViewedVersion: 1 });
+      // Each skill viewed, then edited in place (real history); then its updated_at set exactly (not a content change).
+      for (const slug of slugs) {
+        await insertView(h.db, t, { userId: u, skillId: t.skills[slug]!, lastViewedAt: daysAgo(20) });
+        await editSkill(h.db, t, t.skills[slug]!, { name: `${slug}, renamed since the view` });
+      }
       // Timestamps with microseconds. Ties: p00–p04 share one, p05–p08 another; p09–p12 differ only in microseconds.
       // Ordered newest first, the tie groups straddle page boundaries for a page size of 4 (and 5).
       const base = Math.floor(Date.now() / 1000) * 1000 - 2 * 24 * HOUR;

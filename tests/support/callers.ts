@@ -36,3 +36,10 @@ export function countViews(db: Database, ...tenantIds: string[]): Promise<number
   );
   return countAll(db, 'user_skill_views', sql`where tenant_id in (${ids})`);
 }
+
+/** recordView's result when tracking is on: asserts `tracked` and a view, and returns them non-null. */
+export function tracked<V>(result: { view: V | null; previous: V | null; tracked: boolean }): { view: V; previous: V | null } {
+  expect(result.tracked, 'recordView was not tracked').toBe(true);
+  expect(result.view, 'recordView returned no view').not.toBeNull();
+  return { view: result.view!, previous: result.previous };
+}
