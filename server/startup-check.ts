@@ -16,6 +16,8 @@ interface RoleRow {
   rolsuper: boolean;
   rolbypassrls: boolean;
   owned: string[] | string | null;
+  /** Owners of the module's tables (other than the role itself) that the role is a member of. */
+  owners: string[] | string | null;
 }
 
 interface SessionRow {
@@ -64,7 +66,12 @@ export async function findRlsProblems(db: Database, appRole: string): Promise<st
         tx,
         sql`select current_user as role, r.rolsuper, r.rolbypassrls,
                    (select array_agg(c.relname::text order by c.relname) from pg_catalog.pg_class c
-                     where c.relowner = r.oid and c.relkind in ('r', 'p', 'v', 'm', 'f')) as owned
+                     where c.relowner = r.oid and c.relkind in ('r', 'p', 'v', 'm', 'f')) as owned,
+                   (select array_agg(distinct o.rolname::text) from pg_catalog.pg_class c
+                     join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                     join pg_catalog.pg_roles o on o.oid = c.relowner
+                     where n.nspname = 'public' and c.relname = any(${`{${rlsTables.join(',')}}`}::text[])
+                       and c.relowner <> r.oid and pg_catalog.pg_has_role(r.oid, c.relowner, 'MEMBER')) as owners
             from pg_catalog.pg_roles r where r.rolname = current_user`,
       );
       return rows[0];
@@ -77,6 +84,12 @@ export async function findRlsProblems(db: Database, appRole: string): Promise<st
   if (role.rolbypassrls) problems.push(`application role "${appRole}" has BYPASSRLS`);
   const owned = Array.isArray(role.owned) ? role.owned : role.owned ? [role.owned] : [];
   if (owned.length > 0) problems.push(`application role "${appRole}" owns tables (${owned.join(', ')}); owners can disable RLS`);
+  // A member of the owner acts as the owner (or may SET ROLE to it): it could disable RLS, and it would pass the
+  // owner-only retention policies on user_skill_views (skillviews_owner_maintenance()).
+  const owners = Array.isArray(role.owners) ? role.owners : role.owners ? [role.owners] : [];
+  if (owners.length > 0 && !role.rolsuper) {
+    problems.push(`application role "${appRole}" is a member of ${owners.map((o) => `"${o}"`).join(', ')}, the owner of the tables; owners can disable RLS`);
+  }
 
   problems.push(...sessionProblems(session));
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbHandle } from '../db/client.ts';
+import { query } from '../db/queries/rows.ts';
 import { loadConfig } from '../server/config.ts';
 import { start } from '../server/main.ts';
 import { assertRlsEnforced, findRlsProblems, UnsafeDatabaseError } from '../server/startup-check.ts';
@@ -73,6 +74,30 @@ describe.each(engines)('start-up RLS check on $name', (engine) => {
       await h.db.execute(sql.raw(`drop table if exists ${table}`));
       await h.db.execute(sql.raw(`drop role ${role}`));
     }
+  });
+
+  it("refuses a role that is a member of the tables' owner, naming the owner (it could pass the owner-only retention policies)", async () => {
+    const role = randomName('sv_member');
+    const [{ owner } = { owner: '' }] = await query<{ owner: string }>(
+      h.db,
+      sql`select relowner::regrole::text as owner from pg_class where oid = 'public.user_skill_views'::regclass`,
+    );
+    await h.db.execute(sql.raw(`create role ${role} nologin nosuperuser nobypassrls`));
+    try {
+      await h.db.execute(sql.raw(`grant ${owner} to ${role}`));
+      // Why it matters: such a role passes skillviews_owner_maintenance() by setting one variable.
+      const claim = await h.db.transaction(async (tx) => {
+        await tx.execute(sql`select set_config('role', ${role}, true), set_config('skillviews.maintenance', 'retention', true)`);
+        return (await query<{ maintenance: boolean }>(tx, sql`select skillviews_owner_maintenance() as maintenance`))[0];
+      });
+      expect(claim?.maintenance).toBe(true);
+      const problems = await findRlsProblems(h.db, role);
+      expect(problems).toEqual([`application role "${role}" is a member of "${owner}", the owner of the tables; owners can disable RLS`]);
+      await expect(assertRlsEnforced(h.db, role)).rejects.toThrow(/is a member of/);
+    } finally {
+      await h.db.execute(sql.raw(`drop role ${role}`));
+    }
+    expect(await findRlsProblems(h.db, APP_ROLE)).toEqual([]);
   });
 
   it('refuses a role it cannot switch to', async () => {
