@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbHandle, Transaction } from '../db/client.ts';
 import { query } from '../db/queries/rows.ts';
 import { engines } from './support/engines.ts';
-import { isolationReport, seedIsolationPair, type IsolationPair } from './support/rls.ts';
+import { APP_ROLE } from './support/factory.ts';
+import { expectedAppPrivileges, isolationReport, rollingBack, seedIsolationPair, tablePrivilegesOf, type IsolationPair } from './support/rls.ts';
 
 interface Breakage {
   name: string;
@@ -29,6 +30,27 @@ const breakages: Breakage[] = [
       await tx.execute(sql`create policy leak on user_skill_views as restrictive using (true) with check (true)`);
     },
     expectLeak: /^user_skill_views: sees 1 row\(s\) of other users$/,
+  },
+  {
+    name: 'restrictive personal policy on user_tracking_preferences dropped',
+    ddl: (tx) => tx.execute(sql`drop policy "a user sees only their own preference" on user_tracking_preferences`),
+    expectLeak: /^user_tracking_preferences: sees 1 row\(s\) of other users$/,
+  },
+  {
+    name: 'skill_revisions tenant policy replaced by USING (true) WITH CHECK (true)',
+    ddl: async (tx) => {
+      await tx.execute(sql`drop policy "rows are visible only inside their own tenant" on skill_revisions`);
+      await tx.execute(sql`create policy leak on skill_revisions using (true) with check (true)`);
+    },
+    expectLeak: /^skill_revisions: sees \d+ row\(s\) of other tenants$/,
+  },
+  {
+    name: "skillviews_owner_maintenance() trusting the 'retention' setting without checking for the owner",
+    ddl: (tx) =>
+      tx.execute(sql`create or replace function skillviews_owner_maintenance() returns boolean
+        language sql stable set search_path = pg_catalog
+        as $$ select coalesce(current_setting('skillviews.maintenance', true), '') = 'retention' $$`),
+    expectLeak: /^user_skill_views: sees \d+ row\(s\) of other users$/,
   },
   {
     name: 'row-level security disabled on users',
@@ -80,12 +102,46 @@ describe.each(engines)('a broken policy is caught on $name', (engine) => {
     expect(await policies(h)).toEqual(policiesBefore);
   });
 
+  it('without the personal policy on preferences, user A0 reads, takes over and deletes user A1\'s preference', async () => {
+    const broken = await isolationReport(h.db, pair, breakages[2]!.ddl);
+    expect(broken.reads.user_tracking_preferences.otherUsers).toBe(1);
+    expect(broken.reads.user_tracking_preferences.tenantB).toBe(0);
+    const peer = broken.writes.filter((w) => w.table === 'user_tracking_preferences' && w.target === 'user A1');
+    expect(peer.map((w) => `${w.action}:${w.outcome}`)).toEqual(['insert:rows:1', 'update:rows:1', 'delete:rows:1']);
+    expect(broken.changed).toContain('user_tracking_preferences of user A1');
+  });
+
+  it("without the owner check, the app role claiming 'retention' reads and deletes other users' and other tenants' views", async () => {
+    const broken = await isolationReport(h.db, pair, breakages[4]!.ddl);
+    expect(broken.reads.user_skill_views.otherUsers).toBe(1);
+    expect(broken.reads.user_skill_views.tenantB).toBe(3);
+    const deletes = broken.writes.filter((w) => w.table === 'user_skill_views' && w.action === 'delete');
+    expect(deletes.map((w) => `${w.target}:${w.outcome}`)).toEqual(['user A1:rows:1', 'tenant B:rows:1']);
+    expect(broken.changed).toEqual(expect.arrayContaining(['user_skill_views of tenant B', 'user_skill_views of user A1']));
+  });
+
+  it.each([
+    ['DELETE on skill_revisions', sql`grant delete on skill_revisions to skillviews_app`, 'skill_revisions', 'DELETE'],
+    ['TRUNCATE on user_skill_views', sql`grant truncate on user_skill_views to skillviews_app`, 'user_skill_views', 'TRUNCATE'],
+    ['UPDATE on skill_revisions', sql`grant update on skill_revisions to skillviews_app`, 'skill_revisions', 'UPDATE'],
+  ] as const)('the grant check reports %s granted to the app role, and passes again after the rollback', async (_, grant, table, privilege) => {
+    const broken = await rollingBack(h.db, async (tx) => {
+      await tx.execute(grant);
+      return tablePrivilegesOf(tx, APP_ROLE);
+    });
+    expect(broken).not.toEqual(expectedAppPrivileges);
+    expect(broken[table]).toContain(privilege);
+    expect(await tablePrivilegesOf(h.db, APP_ROLE)).toEqual(expectedAppPrivileges);
+  });
+
   it("USING (true) on skills lets tenant A read tenant B's skills and write them", async () => {
     const broken = await isolationReport(h.db, pair, breakages[0]!.ddl);
     expect(broken.reads.skills.tenantB).toBe(2);
-    expect(broken.writes.find((w) => w.table === 'skills' && w.action === 'insert')?.outcome).toBe('rows:1');
-    // B's two skills plus the one the leaking insert just added.
-    expect(broken.writes.find((w) => w.table === 'skills' && w.action === 'update')?.outcome).toBe('rows:3');
+    // The insert passes the broken skills policy, but the revision trigger's row for tenant B does not pass
+    // skill_revisions' own tenant policy: the history table is a second line of defence for inserts.
+    expect(broken.writes.find((w) => w.table === 'skills' && w.action === 'insert')?.outcome).toBe('rls-violation');
+    expect(broken.writes.find((w) => w.table === 'skills' && w.action === 'update')?.outcome).toBe('rows:2');
+    expect(broken.writes.find((w) => w.table === 'skills' && w.action === 'delete')?.outcome).toBe('rows:2');
     expect(broken.changed).toContain('skills of tenant B');
   });
 });

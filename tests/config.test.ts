@@ -86,6 +86,11 @@ describe('loadConfig', () => {
     ['EXPOSE_ERRORS', { EXPOSE_ERRORS: 'yes please' }],
     ['REQUEST_TIMEOUT_MS', { REQUEST_TIMEOUT_MS: '10s' }],
     ['REQUEST_TIMEOUT_MS', { REQUEST_TIMEOUT_MS: '5' }],
+    ['VIEW_RETENTION_DAYS', { VIEW_RETENTION_DAYS: '0' }],
+    ['VIEW_RETENTION_DAYS', { VIEW_RETENTION_DAYS: 'abc' }],
+    ['VIEW_RETENTION_DAYS', { VIEW_RETENTION_DAYS: '-30' }],
+    ['VIEW_RETENTION_DAYS', { VIEW_RETENTION_DAYS: '1.5' }],
+    ['VIEW_RETENTION_DAYS', { VIEW_RETENTION_DAYS: '30d' }],
   ] as [string, NodeJS.ProcessEnv][])('rejects a bad %s, naming it: %j', (variable, env) => {
     const error = configError(env);
     expect(error.message).toMatch(/^Invalid configuration:/);
@@ -110,6 +115,14 @@ describe('loadConfig', () => {
     expect(named(configError({ NODE_ENV: 'production', AUTH_SECRET: 'short' }))).toEqual(['AUTH_SECRET']);
     expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: goodSecret }).AUTH_SECRET).toBe(goodSecret);
     expect(loadConfig({ NODE_ENV: 'development' }).AUTH_SECRET).toBeUndefined();
+  });
+
+  it('reads VIEW_RETENTION_DAYS as whole days; unset or empty keeps view rows forever', () => {
+    expect(loadConfig({ VIEW_RETENTION_DAYS: '30' }).VIEW_RETENTION_DAYS).toBe(30);
+    expect(loadConfig({ VIEW_RETENTION_DAYS: '1' }).VIEW_RETENTION_DAYS).toBe(1);
+    expect(loadConfig({}).VIEW_RETENTION_DAYS).toBeUndefined();
+    expect(loadConfig({ VIEW_RETENTION_DAYS: '' }).VIEW_RETENTION_DAYS).toBeUndefined();
+    expect(configError({ VIEW_RETENTION_DAYS: '0' }).message).toMatch(/^ {2}VIEW_RETENTION_DAYS: /m);
   });
 
   it('treats empty values as unset', () => {

@@ -31,8 +31,10 @@ const hank = { tenantId: demoIds.globex, userId: demoIds.hank };
 
 /** What the procedures need (DESIGN "Row-level security"), as `kind name privilege` ACL entries. */
 const expectedAppGrants = [
-  ...['skill_feedback', 'skill_versions', 'skills', 'tenants', 'users'].map((t) => `table public.${t} SELECT`),
-  ...['INSERT', 'SELECT', 'UPDATE'].map((p) => `table public.user_skill_views ${p}`),
+  ...['skill_feedback', 'skill_revisions', 'skill_versions', 'skills', 'tenants', 'users'].map((t) => `table public.${t} SELECT`),
+  ...['user_skill_views', 'user_tracking_preferences'].flatMap((t) =>
+    ['DELETE', 'INSERT', 'SELECT', 'UPDATE'].map((p) => `table public.${t} ${p}`),
+  ),
   'type public.skill_status USAGE',
 ].sort();
 
@@ -297,6 +299,17 @@ describe.skipIf(!pgUrl)('managed Postgres: an owner without SUPERUSER or CREATER
     const [all] = await dba<{ tenants: number; users: number }[]>`
       select count(distinct tenant_id)::int as tenants, count(distinct user_id)::int as users from user_skill_views`;
     expect(all).toEqual({ tenants: 2, users: 3 }); // the checks below would prove nothing otherwise
+    // Each of them turns tracking off and on again as the app role (setTracking's upsert), so every user has a preference.
+    for (const session of [ada, grace, hank]) {
+      await withTenantTransaction(ownerDb.db, { role: app, ...session }, (tx) =>
+        tx.execute(sql`insert into user_tracking_preferences (tenant_id, user_id, tracking_enabled)
+                       values (${session.tenantId}, ${session.userId}, ${session !== grace})
+                       on conflict (tenant_id, user_id) do update set tracking_enabled = excluded.tracking_enabled`),
+      );
+    }
+    const [preferences] = await dba<{ tenants: number; users: number }[]>`
+      select count(distinct tenant_id)::int as tenants, count(distinct user_id)::int as users from user_tracking_preferences`;
+    expect(preferences).toEqual({ tenants: 2, users: 3 });
 
     for (const session of [ada, grace, hank]) {
       const { role, rows } = await withTenantTransaction(ownerDb.db, { role: app, ...session }, async (tx) => ({
@@ -310,6 +323,7 @@ describe.skipIf(!pgUrl)('managed Postgres: an owner without SUPERUSER or CREATER
         expect(rows[table].filter((r) => r.tenantId !== session.tenantId), table).toEqual([]);
       }
       expect(rows.user_skill_views.filter((r) => r.userId !== session.userId)).toEqual([]);
+      expect(rows.user_tracking_preferences).toEqual([{ tenantId: session.tenantId, userId: session.userId }]);
     }
 
     // Writes are held to the same scope: Ada cannot write a view as Grace, nor into Globex.
@@ -327,6 +341,23 @@ describe.skipIf(!pgUrl)('managed Postgres: an owner without SUPERUSER or CREATER
       query<{ user_id: string }>(tx, sql`update user_skill_views set view_count = view_count + 100 returning user_id::text`),
     );
     expect(new Set(updated.map((r) => r.user_id))).toEqual(new Set([ada.userId]));
+    // Deletes too (the app role may delete personal rows): aimed at Grace or at Globex, even claiming to be the
+    // owner's retention job, they delete nothing.
+    const deleted = await withTenantTransaction(ownerDb.db, { role: app, ...ada }, async (tx) => {
+      await tx.execute(sql`select set_config('skillviews.maintenance', 'retention', true)`);
+      const result: number[] = [];
+      for (const table of ['user_skill_views', 'user_tracking_preferences']) {
+        const t = sql.identifier(table);
+        result.push((await query(tx, sql`delete from ${t} where user_id = ${grace.userId}::uuid returning 1`)).length);
+        result.push((await query(tx, sql`delete from ${t} where tenant_id = ${hank.tenantId}::uuid returning 1`)).length);
+      }
+      return result;
+    });
+    expect(deleted).toEqual([0, 0, 0, 0]);
+    const [left] = await dba<{ views: number; preferences: number }[]>`
+      select (select count(*)::int from user_skill_views where user_id <> ${ada.userId}) as views,
+             (select count(*)::int from user_tracking_preferences where user_id <> ${ada.userId}) as preferences`;
+    expect(left).toEqual({ views: 3, preferences: 2 });
   });
 
   it('an app role that does not exist: migrate rejects naming CREATE ROLE … and GRANT …, creates nothing, and grants nothing', async () => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, DbHandle, Executor } from '../db/client.ts';
 import { query } from '../db/queries/rows.ts';
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
-import { rlsTables, skillFeedback, userSkillViews } from '../db/schema/index.ts';
+import { personalTables, rlsTables, skillFeedback, userSkillViews, userTrackingPreferences } from '../db/schema/index.ts';
 import { engines } from './support/engines.ts';
 import { APP_ROLE, countAll, createTenant, daysAgo, skillSpec } from './support/factory.ts';
 import { expectRlsViolation } from './support/pg-error.ts';
@@ -14,10 +14,9 @@ import {
   createThrowawayWriter,
   expectedOwnRows,
   fingerprint,
+  personalWrites,
   rollingBack,
   seedIsolationPair,
-  viewDelete,
-  viewWrites,
   visibleCounts,
   visibleRows,
   type IsolationPair,
@@ -65,14 +64,31 @@ describe.each(engines)('no tenant context on $name', (engine) => {
     expect(counts).toEqual(none);
   });
 
-  it('with the tenant set but no user, the catalogue is visible and view rows are not', async () => {
+  it('with the tenant set but no user, the catalogue is visible and personal rows (views, preferences) are not', async () => {
     const counts = await h.db.transaction((tx) => visibleCounts(tx, { role: APP_ROLE, tenantId: pair.a.tenantId, userId: '' }));
-    expect(counts).toEqual({ ...expectedOwnRows, user_skill_views: 0 });
+    expect(counts).toEqual({ ...expectedOwnRows, user_skill_views: 0, user_tracking_preferences: 0 });
+    const noUser = { role: APP_ROLE, tenantId: pair.a.tenantId, userId: '' };
     await expectRlsViolation(
-      withTenantTransaction(h.db, { role: APP_ROLE, tenantId: pair.a.tenantId, userId: '' }, (tx) =>
+      withTenantTransaction(h.db, noUser, (tx) =>
         tx.execute(sql`insert into user_skill_views (tenant_id, user_id, skill_id) values (${pair.a.tenantId}::uuid, ${pair.a.userIds[1]!}::uuid, ${pair.a.skills.beta!}::uuid)`),
       ),
     );
+    await expectRlsViolation(
+      withTenantTransaction(h.db, noUser, (tx) =>
+        tx.execute(sql`insert into user_tracking_preferences (tenant_id, user_id, tracking_enabled) values (${pair.a.tenantId}::uuid, ${pair.a.userIds[1]!}::uuid, true)
+                       on conflict (tenant_id, user_id) do update set tracking_enabled = true`),
+      ),
+    );
+    // The app role may delete personal rows, but with no user there are none it may reach.
+    const deleted = await rollingBack(h.db, async (tx) => {
+      await tx.execute(sql`select set_config('role', ${APP_ROLE}, true), set_config('app.current_tenant_id', ${pair.a.tenantId}, true)`);
+      return {
+        views: (await query(tx, sql`delete from user_skill_views returning 1`)).length,
+        preferences: (await query(tx, sql`delete from user_tracking_preferences returning 1`)).length,
+      };
+    });
+    expect(deleted).toEqual({ views: 0, preferences: 0 });
+    expect(await countAll(h.db, 'user_tracking_preferences', sql`where tenant_id = ${pair.a.tenantId}::uuid`)).toBe(2);
   });
 
   it("with empty settings, every write is rejected or touches nothing, and tenant A's rows stay unchanged", async () => {
@@ -85,11 +101,10 @@ describe.each(engines)('no tenant context on $name', (engine) => {
       for (const w of catalogueWrites(target)) {
         result.push(`${w.action} ${w.table}:${await attemptWrite(tx, { role: writer, tenantId: '', userId: '' }, w.statement)}`);
       }
-      for (const w of viewWrites(target)) {
+      // The personal tables with the app role itself: it is granted insert, update and delete on them.
+      for (const w of personalWrites(target)) {
         result.push(`${w.action} ${w.table}:${await attemptWrite(tx, { role: APP_ROLE, tenantId: '', userId: '' }, w.statement)}`);
       }
-      const del = viewDelete(target);
-      result.push(`${del.action} ${del.table}:${await attemptWrite(tx, { role: writer, tenantId: '', userId: '' }, del.statement)}`);
       await tx.execute(sql`select set_config('role', 'none', true)`);
       return { outcomes: result, after: await fingerprint(tx, a.tenantId) };
     });
@@ -112,6 +127,7 @@ describe.each(engines)('no tenant context on $name', (engine) => {
       const skillId = t.skills.alpha!;
       await fresh.db.insert(skillFeedback).values({ tenantId: t.tenantId, skillId, userId, feedbackType: 'comment', createdAt: daysAgo(1) });
       await fresh.db.insert(userSkillViews).values({ tenantId: t.tenantId, userId, skillId, lastViewedVersion: 1 });
+      await fresh.db.insert(userTrackingPreferences).values({ tenantId: t.tenantId, userId, trackingEnabled: false });
       await expectEveryTableHasRows(fresh.db);
 
       await fresh.db.transaction(async (tx) => {
@@ -122,11 +138,23 @@ describe.each(engines)('no tenant context on $name', (engine) => {
         expect((await sessionState(tx)).currentUser).toBe(APP_ROLE);
         const rows = await visibleRows(tx);
         for (const table of rlsTables) expect(rows[table], table).toEqual([]);
+        for (const table of personalTables) {
+          expect(await query(tx, sql`delete from ${sql.identifier(table)} returning 1`), `delete from ${table}`).toEqual([]);
+        }
       });
+      for (const table of personalTables) {
+        expect(await countAll(fresh.db, table, sql`where tenant_id = ${t.tenantId}::uuid`), table).toBe(1);
+      }
       await expectRlsViolation(
         fresh.db.transaction(async (tx) => {
           await roleOnly(tx);
           await tx.execute(sql`insert into user_skill_views (tenant_id, user_id, skill_id) values (${t.tenantId}::uuid, ${userId}::uuid, ${skillId}::uuid)`);
+        }),
+      );
+      await expectRlsViolation(
+        fresh.db.transaction(async (tx) => {
+          await roleOnly(tx);
+          await tx.execute(sql`insert into user_tracking_preferences (tenant_id, user_id, tracking_enabled) values (${t.tenantId}::uuid, ${userId}::uuid, true)`);
         }),
       );
     } finally {
