@@ -1,17 +1,21 @@
-// React Query integration for skill-views: the tRPC context, a ready-made provider with sensible defaults, useRecordView.
+// React Query integration for skill-views: the tRPC context, a ready-made provider with sensible defaults, and hooks
+// that keep badges, the feed and the count in step (useRecordView, useMarkSeen/useMarkAllSeen, privacy controls).
 import {
   MutationCache,
   QueryCache,
   QueryClient,
   QueryClientProvider,
   type InfiniteData,
+  type QueryFilters,
+  type QueryKey,
   useInfiniteQuery,
   useMutation,
+  useQuery,
   useQueryClient,
 } from '@tanstack/react-query';
 import { createTRPCContext, type TRPCOptionsProxy } from '@trpc/tanstack-react-query';
 import { createElement, useEffect, useRef, useState, type ReactNode } from 'react';
-import { createClient, errorCode, type AppRouter, type ClientOptions, type RouterOutputs } from './index.ts';
+import { createClient, errorCode, type AppRouter, type ClientOptions, type RouterOutputs, type SkillViewsClient } from './index.ts';
 
 /** `useTRPC()` returns typed query/mutation options: `useQuery(trpc.whatsNew.queryOptions({ limit: 5 }))`. */
 export const { TRPCProvider, useTRPC, useTRPCClient } = createTRPCContext<AppRouter>();
@@ -96,12 +100,38 @@ export function useWhatsNewFeed(input: { limit?: number; windowDays?: number } =
 type RecordViewResult = RouterOutputs['recordView'];
 type ViewsBySkill = RouterOutputs['viewsForSkills'];
 type WhatsNewPage = RouterOutputs['whatsNew'];
+type WhatsNewCount = RouterOutputs['whatsNewCount'];
+type ChangeSummary = RouterOutputs['changeSummary'];
+type ExportPage = RouterOutputs['exportMyViews'];
+
+/** The server's default window for whatsNew and whatsNewCount (DESIGN.md), for inputs that leave it out. */
+const DEFAULT_WINDOW_DAYS = 30;
+
+/** The input a cached tRPC query was made with: the last part of its key, `{ input, type }`. */
+function inputOf(queryKey: QueryKey): Record<string, unknown> {
+  const last = queryKey[queryKey.length - 1] as { input?: unknown } | undefined;
+  const input = last && typeof last === 'object' && !Array.isArray(last) ? last.input : undefined;
+  return input && typeof input === 'object' ? (input as Record<string, unknown>) : {};
+}
+
+const windowOf = (queryKey: QueryKey) => {
+  const days = inputOf(queryKey).windowDays;
+  return typeof days === 'number' ? days : DEFAULT_WINDOW_DAYS;
+};
+
+/** Calls `update` with each cached query's data and key, and stores what it returns. */
+function updateEach<T>(queryClient: QueryClient, filters: QueryFilters, update: (data: T, queryKey: QueryKey) => T) {
+  for (const [queryKey, data] of queryClient.getQueriesData<T>(filters)) {
+    if (data !== undefined) queryClient.setQueryData<T>(queryKey, update(data, queryKey));
+  }
+}
 
 /**
  * Brings the cache up to date after a view of `skillId`: the skill's known view entries flip at once
- * (no "Updated" badge lingers while refetching), it leaves cached feeds, and every viewsForSkills and
- * whatsNew query plus this skill's changeSummary is invalidated. Active queries refetch now, the
- * rest when next used.
+ * (no "Updated" badge lingers while refetching), it leaves cached feeds, and every viewsForSkills,
+ * whatsNew and whatsNewCount query plus this skill's changeSummary is invalidated. Active queries refetch
+ * now, the rest when next used. When the view was not recorded (`tracked: false`: the user paused
+ * tracking), nothing was seen, so nothing changes but the cached tracking preference.
  */
 export async function refreshAfterView(
   queryClient: QueryClient,
@@ -109,10 +139,15 @@ export async function refreshAfterView(
   skillId: string,
   result: RecordViewResult,
 ): Promise<void> {
-  const ids = new Set([skillId, result.view.skillId]);
+  const view = result.view;
+  if (!result.tracked || !view) {
+    queryClient.setQueryData(trpc.trackingPreference.queryKey({}), { enabled: false });
+    return;
+  }
+  const ids = new Set([skillId, view.skillId]);
   queryClient.setQueriesData<ViewsBySkill>(trpc.viewsForSkills.queryFilter(), (views) => {
-    if (!views || !views.has(result.view.skillId)) return views;
-    return new Map(views).set(result.view.skillId, { ...result.view, hasUpdate: false });
+    if (!views || !views.has(view.skillId)) return views;
+    return new Map(views).set(view.skillId, { ...view, hasUpdate: false });
   });
   const withoutSkill = (page: WhatsNewPage): WhatsNewPage => ({
     ...page,
@@ -125,13 +160,17 @@ export async function refreshAfterView(
   await Promise.all([
     queryClient.invalidateQueries(trpc.viewsForSkills.pathFilter()),
     queryClient.invalidateQueries(trpc.whatsNew.pathFilter()),
+    queryClient.invalidateQueries(trpc.whatsNewCount.pathFilter()),
     ...[...ids].map((id) => queryClient.invalidateQueries(trpc.changeSummary.queryFilter({ skillId: id }))),
   ]);
 }
 
 /**
  * `recordView` as a mutation whose success refreshes what a view changes (see refreshAfterView):
- * `const recordView = useRecordView(); recordView.mutate({ skillId })`.
+ * `const recordView = useRecordView(); recordView.mutate({ skillId })`. Resolves to
+ * `{ view: SkillView | null, previous: SkillView | null, tracked: boolean }` (`view` null and `tracked`
+ * false when the user paused tracking). Errors: NOT_FOUND for a skill outside the caller's tenant,
+ * BAD_REQUEST for a malformed id. Never retried: a retry after a lost response could count a visit twice.
  */
 export function useRecordView() {
   const trpc = useTRPC();
@@ -139,6 +178,212 @@ export function useRecordView() {
   return useMutation(
     trpc.recordView.mutationOptions({
       onSuccess: (result, { skillId }) => refreshAfterView(queryClient, trpc, skillId, result),
+    }),
+  );
+}
+
+/**
+ * The nav-badge count: how many items the what's-new feed holds over all its pages, `{ count, capped }`.
+ * `capped: true` means "at least `count`" (show "999+"); `input.cap` (999 to 10000, default 999) moves
+ * the cap, `input.windowDays` (1 to 90, default 30) must match the feed it stands for. Errors: BAD_REQUEST
+ * for inputs out of range. useMarkSeen/useMarkAllSeen and useRecordView keep it current.
+ */
+export function useWhatsNewCount(input: { windowDays?: number; cap?: number } = {}) {
+  const trpc = useTRPC();
+  return useQuery(trpc.whatsNewCount.queryOptions(input));
+}
+
+/** What an optimistic update replaced, to put back if the server refuses. */
+type Snapshot = [QueryKey, unknown][];
+
+/**
+ * Applies "these skills are seen" (`ids` null: every skill) to the cache at once: hasUpdate false in every
+ * cached viewsForSkills Map, the skills gone from every cached whatsNew page (infinite queries included),
+ * whatsNewCount lowered (to 0 for all; otherwise by the marked skills known to be counted, i.e. listed in a
+ * cached feed of the same window; a capped count is left for the refetch), and their cached change summaries
+ * without version_bump, details_updated and new_feedback. Cancels in-flight fetches first, so a response
+ * from before the mark cannot overwrite it. Returns what it replaced.
+ */
+export async function markSeenInCache(
+  queryClient: QueryClient,
+  trpc: SkillViewsTRPC,
+  ids: ReadonlySet<string> | null,
+): Promise<Snapshot> {
+  const marked = (skillId: string) => ids === null || ids.has(skillId.toLowerCase());
+  const filters = [
+    trpc.viewsForSkills.pathFilter(),
+    trpc.whatsNew.pathFilter(),
+    trpc.whatsNewCount.pathFilter(),
+    trpc.changeSummary.pathFilter(),
+  ];
+  await Promise.all(filters.map((filter) => queryClient.cancelQueries(filter)));
+  const snapshot: Snapshot = filters.flatMap((filter) => queryClient.getQueriesData(filter));
+
+  // Before the feeds change: which marked skills each window's count includes.
+  const countedByWindow = new Map<number, Set<string>>();
+  const feedPages = (data: unknown): WhatsNewPage[] =>
+    data && typeof data === 'object' && 'pages' in data ? (data as InfiniteData<WhatsNewPage>).pages : data ? [data as WhatsNewPage] : [];
+  for (const [queryKey, data] of queryClient.getQueriesData(trpc.whatsNew.pathFilter())) {
+    const window = windowOf(queryKey);
+    const counted = countedByWindow.get(window) ?? new Set<string>();
+    for (const page of feedPages(data)) for (const item of page.items) if (marked(item.skillId)) counted.add(item.skillId);
+    countedByWindow.set(window, counted);
+  }
+
+  updateEach<ViewsBySkill>(queryClient, trpc.viewsForSkills.pathFilter(), (views) => {
+    if (![...views.values()].some((view) => view.hasUpdate && marked(view.skillId))) return views;
+    const next = new Map(views);
+    for (const [key, view] of views) if (view.hasUpdate && marked(view.skillId)) next.set(key, { ...view, hasUpdate: false });
+    return next;
+  });
+  const unmarked = (page: WhatsNewPage): WhatsNewPage =>
+    ids === null ? { items: [], nextCursor: null } : { ...page, items: page.items.filter((item) => !marked(item.skillId)) };
+  queryClient.setQueriesData<WhatsNewPage>(trpc.whatsNew.queryFilter(), (page) => (page ? unmarked(page) : page));
+  queryClient.setQueriesData<InfiniteData<WhatsNewPage, string | null>>(trpc.whatsNew.infiniteQueryFilter(), (data) => {
+    if (!data) return data;
+    // Everything seen: the feed is one empty page.
+    if (ids === null) return { pages: [unmarked(data.pages[0]!)], pageParams: data.pageParams.slice(0, 1) };
+    return { ...data, pages: data.pages.map(unmarked) };
+  });
+  updateEach<WhatsNewCount>(queryClient, trpc.whatsNewCount.pathFilter(), (count, queryKey) => {
+    if (ids === null) return { count: 0, capped: false };
+    if (count.capped) return count;
+    const known = countedByWindow.get(windowOf(queryKey))?.size ?? 0;
+    return { ...count, count: Math.max(0, count.count - known) };
+  });
+  updateEach<ChangeSummary>(queryClient, trpc.changeSummary.pathFilter(), (summary) =>
+    marked(summary.skillId) ? { ...summary, changes: summary.changes.filter((c) => !seenKinds.has(c.kind)) } : summary,
+  );
+  return snapshot;
+}
+
+/** Change kinds that marking a skill seen clears. */
+const seenKinds = new Set<string>(['version_bump', 'details_updated', 'new_feedback']);
+
+/** Puts back what markSeenInCache replaced. */
+function restore(queryClient: QueryClient, snapshot: Snapshot | undefined) {
+  for (const [queryKey, data] of snapshot ?? []) queryClient.setQueryData(queryKey, data);
+}
+
+/** Refetches what marking seen touched (active queries now, the rest when next used). */
+function invalidateSeen(queryClient: QueryClient, trpc: SkillViewsTRPC) {
+  return Promise.all([
+    queryClient.invalidateQueries(trpc.viewsForSkills.pathFilter()),
+    queryClient.invalidateQueries(trpc.whatsNew.pathFilter()),
+    queryClient.invalidateQueries(trpc.whatsNewCount.pathFilter()),
+    queryClient.invalidateQueries(trpc.changeSummary.pathFilter()),
+  ]);
+}
+
+/**
+ * `markSeen` as an optimistic mutation: `markSeen.mutate({ skillIds })` (1 to 500 ids) clears the skills'
+ * Updated badges, feed entries, their share of the count and their change summaries at once
+ * (markSeenInCache), rolls the cache back if the call fails, and refetches when it settles. Resolves to
+ * `{ marked }`, the skills that had something unseen; never-viewed and unknown ids are skipped, not errors.
+ * Errors: BAD_REQUEST for an empty, oversized or malformed list. Does not count a visit.
+ */
+export function useMarkSeen() {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  return useMutation(
+    trpc.markSeen.mutationOptions<Snapshot>({
+      onMutate: ({ skillIds }) => markSeenInCache(queryClient, trpc, new Set(skillIds.map((id) => id.toLowerCase()))),
+      onError: (_error, _input, snapshot) => restore(queryClient, snapshot),
+      onSettled: () => invalidateSeen(queryClient, trpc),
+    }),
+  );
+}
+
+/**
+ * `markAllSeen` as an optimistic mutation: `markAllSeen.mutate({})` clears every Updated badge, the whole
+ * feed, the count (to 0) and every change summary at once, rolls back if the call fails, and refetches when
+ * it settles. Resolves to `{ marked }`: how many viewed skills had something unseen (any window).
+ */
+export function useMarkAllSeen() {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  return useMutation(
+    trpc.markAllSeen.mutationOptions<Snapshot>({
+      onMutate: () => markSeenInCache(queryClient, trpc, null),
+      onError: (_error, _input, snapshot) => restore(queryClient, snapshot),
+      onSettled: () => invalidateSeen(queryClient, trpc),
+    }),
+  );
+}
+
+/** Whether the caller's views are recorded: `{ enabled }` (true until they pause it). */
+export function useTrackingPreference() {
+  const trpc = useTRPC();
+  return useQuery(trpc.trackingPreference.queryOptions({}));
+}
+
+/**
+ * `setTracking` as a mutation: `setTracking.mutate({ enabled: false })` pauses the recording of the caller's
+ * views (recordView then writes nothing and says `tracked: false`), `true` resumes it. Resolves to the
+ * preference in force, `{ enabled }`, which becomes the cached trackingPreference.
+ */
+export function useSetTracking() {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  return useMutation(
+    trpc.setTracking.mutationOptions({
+      onSuccess: (preference) => queryClient.setQueryData(trpc.trackingPreference.queryKey({}), preference),
+    }),
+  );
+}
+
+/**
+ * Every view row of the caller, read page after page (`pageSize` 1 to 500, default 500) until the last:
+ * `SkillView[]` by skill id (the right of access). Rows recorded while it pages may be missed or listed
+ * once; none twice.
+ */
+export async function exportAllMyViews(
+  client: SkillViewsClient,
+  { pageSize = 500 }: { pageSize?: number } = {},
+): Promise<ExportPage['items']> {
+  const rows: ExportPage['items'] = [];
+  let cursor: string | null = null;
+  do {
+    const page: ExportPage = await client.exportMyViews.query({ limit: pageSize, cursor });
+    rows.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return rows;
+}
+
+/**
+ * The caller's whole export on demand (a download button): `exportViews.mutate()` pages through
+ * exportMyViews (exportAllMyViews) and resolves to every `SkillView`. Nothing is cached: an export is
+ * always read afresh.
+ */
+export function useExportMyViews(options: { pageSize?: number } = {}) {
+  const client = useTRPCClient();
+  return useMutation({ mutationFn: () => exportAllMyViews(client, options) });
+}
+
+/**
+ * `forgetMyViews` as a mutation: deletes every view row of the caller (the right to erasure) and resolves to
+ * `{ deleted }`. On success the cache forgets them too: no badges, an empty feed, a count of 0, change
+ * summaries of first visits; then everything about views refetches.
+ */
+export function useForgetMyViews() {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  return useMutation(
+    trpc.forgetMyViews.mutationOptions({
+      onSuccess: async () => {
+        // Cancels in-flight fetches first: a cancelled fetch puts back the data it started from.
+        await markSeenInCache(queryClient, trpc, null);
+        updateEach<ViewsBySkill>(queryClient, trpc.viewsForSkills.pathFilter(), () => new Map());
+        updateEach<ChangeSummary>(queryClient, trpc.changeSummary.pathFilter(), (summary) => ({
+          ...summary,
+          firstView: true,
+          lastViewedAt: null,
+          lastViewedVersion: null,
+          changes: [],
+        }));
+        await Promise.all([invalidateSeen(queryClient, trpc), queryClient.invalidateQueries(trpc.exportMyViews.pathFilter())]);
+      },
     }),
   );
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { eq, sql } from 'drizzle-orm';
 import { pinnedSettings, type Database, type Transaction } from './client.ts';
-import { skillFeedback, skills, skillVersions, tenants, userSkillViews, users } from './schema/index.ts';
+import { skillFeedback, skills, skillVersions, tenants, users } from './schema/index.ts';
 
 const DAY = 24 * 60 * 60 * 1000;
 const daysAgo = (days: number) => new Date(Date.now() - days * DAY);
@@ -140,9 +140,14 @@ export const demoUsers: DemoUser[] = [
 
 const v = (name: string, description: string, createdDaysAgo: number): VersionSpec => ({ name, description, createdDaysAgo });
 
+type DemoFeedback = ['grace' | 'linus' | 'ada', number];
+/**
+ * A demo skill; `seen` is [days ago, version] of the tenant viewer's last view (the skill as it was then: that
+ * version published, before later versions and in-place edits), `feedback` is [user, days ago].
+ */
+type DemoSkill = SkillSpec & { seen?: [number, number | null]; feedback?: DemoFeedback[] };
+
 /** Acme's catalogue, viewed by Ada. */
-/** A demo skill; `seen` is [days ago, version] of the tenant viewer's last view, `feedback` is [user, days ago]. */
-type DemoSkill = SkillSpec & { seen?: [number, number | null]; feedback?: ['grace' | 'linus' | 'ada', number][] };
 
 const acmeSkills: DemoSkill[] = [
   {
@@ -214,7 +219,83 @@ export interface DemoSeed {
 
 const feedbackAuthors = { ada: demoIds.ada, grace: demoIds.grace, linus: demoIds.linus } as const;
 
-/** One demo tenant: the tenant, its demo users, its skills, the viewer's past views and colleagues' feedback. */
+const iso = (date: Date) => sql`${date.toISOString()}::timestamptz`;
+
+/** The published version number a spec ends at (as insertSkill reads it). */
+function finalVersion(spec: SkillSpec): number | null {
+  const status = spec.status ?? 'published';
+  return spec.publishedVersion !== undefined ? spec.publishedVersion : status === 'draft' ? null : spec.versions.length;
+}
+
+/** The skill as its viewer saw it: the versions up to the one seen, that one published, no in-place edits. */
+function asSeen(spec: DemoSkill, seenVersion: number | null): SkillSpec {
+  const { name: _name, description: _description, updatedDaysAgo: _updated, ...rest } = spec;
+  return { ...rest, versions: spec.versions.slice(0, Math.max(seenVersion ?? 1, 1)), publishedVersion: seenVersion };
+}
+
+/**
+ * Brings a skill inserted as seen (asSeen) to its final state as the host app would: the later versions, then one
+ * update of name, description and published version with the spec's backdated updated_at (kept by the trigger
+ * because it is explicit; the content revision moves by trigger as for any edit).
+ */
+async function advanceSkill(tx: Transaction, tenantId: string, skillId: string, spec: DemoSkill, seenVersion: number | null) {
+  const already = Math.max(seenVersion ?? 1, 1);
+  const later = spec.versions.slice(already);
+  if (later.length > 0) {
+    await tx.insert(skillVersions).values(
+      later.map((v, i) => ({
+        tenantId,
+        skillId,
+        version: already + i + 1,
+        name: v.name,
+        description: v.description,
+        createdAt: daysAgo(v.createdDaysAgo),
+      })),
+    );
+  }
+  const published = finalVersion(spec);
+  const shown = spec.versions[(published ?? spec.versions.length) - 1];
+  if (!shown) throw new Error(`skill ${spec.slug} needs at least one version`);
+  const [row] = await tx
+    .select({ id: skillVersions.id })
+    .from(skillVersions)
+    .where(sql`${skillVersions.skillId} = ${skillId} and ${skillVersions.version} = ${published ?? -1}`);
+  await tx
+    .update(skills)
+    .set({
+      name: spec.name ?? shown.name,
+      description: spec.description ?? shown.description,
+      publishedVersionId: row?.id ?? null,
+      updatedAt: daysAgo(spec.updatedDaysAgo ?? shown.createdDaysAgo),
+    })
+    .where(eq(skills.id, skillId));
+}
+
+async function insertDemoFeedback(tx: Transaction, tenantId: string, skillId: string, feedback: [DemoFeedback, number][]) {
+  if (feedback.length === 0) return;
+  await tx.insert(skillFeedback).values(
+    feedback.map(([[who, days], i]) => ({
+      tenantId,
+      skillId,
+      userId: feedbackAuthors[who],
+      feedbackType: i % 2 === 0 ? 'comment' : 'rating',
+      comment: `Feedback from ${who}`,
+      createdAt: daysAgo(days),
+    })),
+  );
+}
+
+/**
+ * One demo tenant: the tenant, its demo users, its skills, the viewer's past views and colleagues' feedback.
+ *
+ * A view means "saw the skill as it was" (its content revision and the statement's snapshot), not a time, so the
+ * history is written in the order it happened, in three transactions: (1) the catalogue as the viewer saw it,
+ * with the feedback given before their view; (2) the views, recording what that statement saw, as recordView
+ * does (backdated times are only for display); (3) the later versions, in-place edits and feedback, which the
+ * viewer has therefore not seen: Updated badges, the what's-new feed and new feedback in change summaries.
+ * Feedback must commit in a transaction of its own before or after the view: a view's snapshot does not see
+ * feedback written by a transaction still in progress, its own included.
+ */
 async function seedDemoTenant(
   db: Database,
   tenant: { id: string; name: string; slug: string; createdDaysAgo: number },
@@ -222,39 +303,51 @@ async function seedDemoTenant(
   catalogue: DemoSkill[],
   history: { visits: number; firstDaysBefore: number },
 ) {
+  const ids = new Map<DemoSkill, string>();
+  const indexed = (spec: DemoSkill) => (spec.feedback ?? []).map((f, i): [DemoFeedback, number] => [f, i]);
+  const seenBefore = (spec: DemoSkill, [[, days]]: [DemoFeedback, number]) => !spec.seen || days > spec.seen[0];
+
   await asOwnerInTenant(db, tenant.id, async (tx) => {
     await tx.insert(tenants).values({ id: tenant.id, name: tenant.name, slug: tenant.slug, createdAt: daysAgo(tenant.createdDaysAgo) });
     await tx.insert(users).values(
       demoUsers.filter((u) => u.tenantId === tenant.id).map((u) => ({ id: u.userId, tenantId: u.tenantId, email: u.email, name: u.name })),
     );
     for (const spec of catalogue) {
-      const skill = await insertSkill(tx, tenant.id, spec);
-      if (spec.seen) {
-        const [days, version] = spec.seen;
-        await tx.insert(userSkillViews).values({
-          tenantId: tenant.id,
-          userId: viewerId,
-          skillId: skill.id,
-          firstViewedAt: daysAgo(days + history.firstDaysBefore),
-          lastViewedAt: daysAgo(days),
-          lastViewedVersion: version,
-          viewCount: history.visits,
-        });
-      }
-      if (spec.feedback?.length) {
-        await tx.insert(skillFeedback).values(
-          spec.feedback.map(([who, days], i) => ({
-            tenantId: tenant.id,
-            skillId: skill.id,
-            userId: feedbackAuthors[who],
-            feedbackType: i % 2 === 0 ? 'comment' : 'rating',
-            comment: `Feedback from ${who}`,
-            createdAt: daysAgo(days),
-          })),
-        );
-      }
+      const skill = await insertSkill(tx, tenant.id, spec.seen ? asSeen(spec, spec.seen[1]) : spec);
+      ids.set(spec, skill.id);
+      await insertDemoFeedback(tx, tenant.id, skill.id, indexed(spec).filter((f) => seenBefore(spec, f)));
     }
-  }, { userId: viewerId });
+  });
+
+  await asOwnerInTenant(
+    db,
+    tenant.id,
+    async (tx) => {
+      for (const spec of catalogue) {
+        if (!spec.seen) continue;
+        const [days] = spec.seen;
+        // What recordView stores: the published version, content revision and snapshot this statement sees.
+        await tx.execute(sql`
+          insert into user_skill_views
+            (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count,
+             seen_revision, seen_snapshot)
+          select s.tenant_id, ${viewerId}::uuid, s.id, ${iso(daysAgo(days + history.firstDaysBefore))}, ${iso(daysAgo(days))},
+                 pv.version, ${history.visits}::int, s.content_revision, pg_current_snapshot()
+          from skills s left join skill_versions pv on pv.id = s.published_version_id
+          where s.tenant_id = ${tenant.id}::uuid and s.id = ${ids.get(spec)!}::uuid`);
+      }
+    },
+    { userId: viewerId },
+  );
+
+  await asOwnerInTenant(db, tenant.id, async (tx) => {
+    for (const spec of catalogue) {
+      if (!spec.seen) continue;
+      const skillId = ids.get(spec)!;
+      await advanceSkill(tx, tenant.id, skillId, spec, spec.seen[1]);
+      await insertDemoFeedback(tx, tenant.id, skillId, indexed(spec).filter((f) => !seenBefore(spec, f)));
+    }
+  });
 }
 
 /** Seeds the demo tenants once; returns seeded: false when they already exist. */

@@ -65,6 +65,8 @@ describe('client bundle', () => {
     expect(code).toContain('httpBatchLink');
     expect(code).toContain('superjson');
     expect(code).toContain('useRecordView');
+    expect(code).toContain('useMarkAllSeen');
+    expect(code).toContain('useWhatsNewCount');
     expect(code).toContain('QueryClient');
     expect(found(code)).toEqual([]);
   });

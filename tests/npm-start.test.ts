@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createClient } from '../client/index.ts';
+import { demoIds } from '../db/seed.ts';
 import { cleanEnv, root, runProcess, type Proc } from './support/child-process.ts';
 
 /** The environment of a newcomer's shell: no DATABASE_URL, AUTH_SECRET or NODE_ENV (vitest sets NODE_ENV=test). */
@@ -31,7 +32,10 @@ describe('npm start (tsx server/main.ts)', () => {
     const r = run(newcomerEnv({ PORT: '0', PGLITE_DIR: path.join(dir, 'pglite'), LOG_LEVEL: 'warn' }));
     cleanups.push(async () => {
       if (r.child.exitCode === null && r.child.signalCode === null) {
-        r.child.kill('SIGKILL');
+        // After a failed assertion: SIGTERM first, which tsx passes on (a SIGKILL of tsx would orphan the server).
+        r.child.kill('SIGTERM');
+        const stopped = await Promise.race([r.exited.then(() => true), new Promise((resolve) => setTimeout(resolve, 10_000, false))]);
+        if (!stopped) r.child.kill('SIGKILL');
         await r.exited;
       }
       await rm(dir, { recursive: true, force: true });
@@ -51,7 +55,9 @@ describe('npm start (tsx server/main.ts)', () => {
     expect(panel.status).toBe(200);
     expect(panel.headers.get('content-type')).toMatch(/text\/html/);
     const html = await panel.text();
-    for (const name of ['recordView', 'viewsForSkills', 'whatsNew', 'changeSummary']) expect(html).toContain(name);
+    for (const name of ['recordView', 'viewsForSkills', 'whatsNew', 'whatsNewCount', 'changeSummary', 'markAllSeen', 'exportMyViews']) {
+      expect(html).toContain(name);
+    }
 
     // The first printed token is Ada's (Acme): her seeded feed holds TypeScript Fundamentals, now at v3.
     const client = createClient({ url: `${url}/trpc`, getToken: () => tokens[0] });
@@ -59,6 +65,28 @@ describe('npm start (tsx server/main.ts)', () => {
     expect(feed.items.length).toBeGreaterThan(0);
     expect(feed.items.find((i) => i.slug === 'typescript-fundamentals')).toMatchObject({ currentVersion: 3, lastViewedVersion: 1 });
     expect(feed.items[0]?.updatedAt).toBeInstanceOf(Date);
+    // The seeded history under the read state: a view is what Ada saw then, so later versions, in-place edits
+    // and colleagues' feedback are new; a skill seen at its current content is not.
+    const { tsFundamentals, sqlWindowFunctions, incidentResponse, reactPerformance } = demoIds;
+    const views = await client.viewsForSkills.query({ skillIds: [tsFundamentals, sqlWindowFunctions, incidentResponse, reactPerformance] });
+    expect(Object.fromEntries([...views].map(([id, v]) => [id, v.hasUpdate]))).toEqual({
+      [tsFundamentals]: true,
+      [sqlWindowFunctions]: false,
+      [incidentResponse]: true,
+    });
+    const fullFeed = await client.whatsNew.query({ limit: 50 });
+    expect(fullFeed.items.length).toBeGreaterThan(8);
+    expect(await client.whatsNewCount.query({})).toEqual({ count: fullFeed.items.length, capped: false });
+    expect((await client.changeSummary.query({ skillId: tsFundamentals })).changes).toEqual([
+      { kind: 'version_bump', from: 1, to: 3 },
+      { kind: 'details_updated', fields: ['name', 'description'] },
+      { kind: 'new_feedback', count: 2 },
+    ]);
+    expect((await client.changeSummary.query({ skillId: incidentResponse })).changes).toEqual([
+      { kind: 'details_updated', fields: ['description'] },
+      { kind: 'new_feedback', count: 1 },
+    ]);
+    expect((await client.changeSummary.query({ skillId: sqlWindowFunctions })).changes).toEqual([]);
     const anonymous = await fetch(`${url}/trpc/whatsNew`);
     expect(anonymous.status).toBe(401);
 

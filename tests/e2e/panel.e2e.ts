@@ -14,19 +14,35 @@ describe('tRPC panel', () => {
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`${stack.server.url}/panel`);
-    for (const name of ['MUTATION recordView', 'QUERY viewsForSkills', 'QUERY whatsNew', 'QUERY changeSummary']) {
-      await page.getByRole('button', { name }).waitFor();
+    // A procedure's button is named "<KIND> <name> Chevron Icon" (so 'QUERY whatsNew' alone would also match whatsNewCount).
+    const procedure = (name: string) => page.getByRole('button', { name: new RegExp(`^${name} Chevron`) });
+    for (const name of [
+      'MUTATION recordView',
+      'QUERY viewsForSkills',
+      'QUERY whatsNew',
+      'QUERY whatsNewCount',
+      'QUERY changeSummary',
+      'MUTATION markSeen',
+      'MUTATION markAllSeen',
+      'QUERY trackingPreference',
+      'MUTATION setTracking',
+      'QUERY exportMyViews',
+      'MUTATION forgetMyViews',
+    ]) {
+      await procedure(name).waitFor();
     }
 
-    await page.getByRole('button', { name: 'QUERY whatsNew' }).click();
-    const form = page.locator('form', { has: page.getByRole('button', { name: /Execute whatsNew/ }) });
+    await procedure('QUERY whatsNew').click();
+    const execute = /Execute whatsNew(?!Count)/;
+    const isWhatsNew = (url: string) => new URL(url).pathname === '/trpc/whatsNew';
+    const form = page.locator('form', { has: page.getByRole('button', { name: execute }) });
     // The panel's client-side check rejects whatsNew's optional input (its schema has a default and a
     // transform), so send it unchecked and let the server validate it.
     await form.getByRole('checkbox', { name: 'Validate Input on Client' }).uncheck();
 
     // Without a token: the server refuses.
-    const anonymous = page.waitForResponse((r) => r.url().includes('/trpc/whatsNew'));
-    await form.getByRole('button', { name: /Execute whatsNew/ }).click();
+    const anonymous = page.waitForResponse((r) => isWhatsNew(r.url()));
+    await form.getByRole('button', { name: execute }).click();
     expect((await anonymous).status()).toBe(401);
 
     // The Headers dialog: Add a row, fill Key and Value, Confirm.
@@ -36,8 +52,8 @@ describe('tRPC panel', () => {
     await page.getByPlaceholder('Enter value for Value').fill(`Bearer ${stack.tokens.ada}`);
     await page.getByRole('button', { name: 'Confirm' }).click();
 
-    const authorised = page.waitForResponse((r) => r.url().includes('/trpc/whatsNew'));
-    await form.getByRole('button', { name: /Execute whatsNew/ }).click();
+    const authorised = page.waitForResponse((r) => isWhatsNew(r.url()));
+    await form.getByRole('button', { name: execute }).click();
     const response = await authorised;
     expect(response.status()).toBe(200);
     expect(response.request().headers().authorization).toBe(`Bearer ${stack.tokens.ada}`);

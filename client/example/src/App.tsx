@@ -1,12 +1,14 @@
-// The example app: a session gate (sign-in), then the skills list, the what's-new feed and skill pages.
+// The example app: a session gate (sign-in), then the skills list, the what's-new feed, skill pages and privacy.
 import { useEffect, useState } from 'react';
 import { SkillViewsProvider } from '../../react.ts';
 import { EmptyState } from './components.tsx';
 import { DirectoryProvider, useDirectory } from './directory.tsx';
+import { PrivacyPage } from './pages/PrivacyPage.tsx';
 import { SignIn } from './pages/SignIn.tsx';
 import { SkillPage } from './pages/SkillPage.tsx';
 import { SkillsPage } from './pages/SkillsPage.tsx';
 import { WhatsNewPage } from './pages/WhatsNewPage.tsx';
+import { NavCount } from './read-state.tsx';
 import { Link, parseRoute, paths, usePathname, type Route } from './router.tsx';
 import { checkToken, initialToken, saveToken, type Session } from './session.ts';
 
@@ -47,6 +49,7 @@ export function App() {
 const titles: Record<Route['page'], string> = {
   skills: 'Skills',
   'whats-new': "What's new",
+  privacy: 'Privacy',
   skill: 'Skill',
   'not-found': 'Not found',
 };
@@ -72,6 +75,10 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
             </Link>
             <Link to={paths.whatsNew} aria-current={route.page === 'whats-new' ? 'page' : undefined}>
               What's new
+              <NavCount />
+            </Link>
+            <Link to={paths.privacy} aria-current={route.page === 'privacy' ? 'page' : undefined}>
+              Privacy
             </Link>
           </nav>
           <div className="user">
@@ -98,6 +105,8 @@ function Page({ route }: { route: Route }) {
       return <SkillsPage />;
     case 'whats-new':
       return <WhatsNewPage />;
+    case 'privacy':
+      return <PrivacyPage />;
     case 'skill':
       return <SkillPage key={route.skillId} skillId={route.skillId} />;
     case 'not-found':

@@ -58,3 +58,8 @@ export function feedChange(item: FeedItem): string {
   }
   return 'Details edited';
 }
+
+/** The nav badge's text: "7", or "999+" when the server stopped counting at its cap. */
+export function countLabel({ count, capped }: { count: number; capped: boolean }): string {
+  return capped ? `${count}+` : String(count);
+}

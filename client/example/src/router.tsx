@@ -1,21 +1,24 @@
-// A minimal history-API router: three pages do not need a routing library.
+// A minimal history-API router: four pages do not need a routing library.
 import { useSyncExternalStore, type AnchorHTMLAttributes, type MouseEvent } from 'react';
 
 export type Route =
   | { page: 'skills' }
   | { page: 'whats-new' }
+  | { page: 'privacy' }
   | { page: 'skill'; skillId: string }
   | { page: 'not-found' };
 
 export const paths = {
   skills: '/',
   whatsNew: '/whats-new',
+  privacy: '/privacy',
   skill: (skillId: string) => `/skills/${encodeURIComponent(skillId)}`,
 };
 
 export function parseRoute(pathname: string): Route {
   if (pathname === '/' || pathname === '') return { page: 'skills' };
   if (pathname === '/whats-new') return { page: 'whats-new' };
+  if (pathname === '/privacy') return { page: 'privacy' };
   const skill = /^\/skills\/([^/]+)\/?$/.exec(pathname);
   if (skill?.[1]) return { page: 'skill', skillId: decodeURIComponent(skill[1]) };
   return { page: 'not-found' };

@@ -120,10 +120,15 @@ export function SkillPage({ skillId }: { skillId: string }) {
               Try again
             </button>
           </>
-        ) : recordView.data ? (
+        ) : recordView.data?.view ? (
           <>
             <Badge tone="success">Visit recorded</Badge> You have opened this skill{' '}
             {plural(recordView.data.view.viewCount, 'time')}.
+          </>
+        ) : recordView.data ? (
+          <>
+            <Badge tone="neutral">Not recorded</Badge> Tracking is paused: this visit was not recorded.{' '}
+            <Link to={paths.privacy}>Privacy settings</Link>
           </>
         ) : (
           'Recording your visit…'

@@ -6,6 +6,7 @@ import type { SkillInfo } from '../catalogue.ts';
 import { Badge, EmptyState, ErrorState, SkeletonList } from '../components.tsx';
 import { useDirectory } from '../directory.tsx';
 import { fullDate, plural, timeAgo } from '../format.ts';
+import { MarkAllSeenButton } from '../read-state.tsx';
 import { Link, paths } from '../router.tsx';
 
 /** The feed is read in full (the server's maximum page) to find skills the catalogue does not list. */
@@ -21,8 +22,16 @@ export function SkillsPage() {
   const feed = useQuery(trpc.whatsNew.queryOptions({ limit: feedLimit }));
 
   const { remember } = directory;
+  // Visits of skills this page knows only from the feed, kept when they leave it ("Mark all as seen"): being
+  // seen changes no visit. Within one mount nothing else can change them; the next mount asks viewsForSkills.
+  const [feedVisits, setFeedVisits] = useState(() => new Map<string, { count: number; last: Date }>());
   useEffect(() => {
-    if (feed.data) remember(feed.data.items.map(({ skillId, name, slug, category }) => ({ id: skillId, name, slug, category })));
+    if (!feed.data) return;
+    remember(feed.data.items.map(({ skillId, name, slug, category }) => ({ id: skillId, name, slug, category })));
+    const items = feed.data.items;
+    if (items.length > 0) {
+      setFeedVisits((known) => new Map([...known, ...items.map((i): [string, { count: number; last: Date }] => [i.skillId, { count: i.viewCount, last: i.lastViewedAt }])]));
+    }
   }, [feed.data, remember]);
 
   const rows = useMemo(() => {
@@ -39,9 +48,13 @@ export function SkillsPage() {
         // The view row is the authority when this page asked for it; otherwise being in the feed means updated.
         const updated = view ? view.hasUpdate : fromFeed !== undefined;
         const visits = view ?? fromFeed;
-        return { skill, updated, visits: visits ? { count: visits.viewCount, last: visits.lastViewedAt } : null };
+        return {
+          skill,
+          updated,
+          visits: visits ? { count: visits.viewCount, last: visits.lastViewedAt } : (feedVisits.get(skill.id) ?? null),
+        };
       });
-  }, [directory.skills, feed.data, views.data]);
+  }, [directory.skills, feed.data, views.data, feedVisits]);
 
   const header = (
     <div className="page-header">
@@ -49,6 +62,7 @@ export function SkillsPage() {
         <h1>Skills</h1>
         <p className="muted">Your organisation's skills, and which ones changed since you last looked.</p>
       </div>
+      <MarkAllSeenButton />
     </div>
   );
 

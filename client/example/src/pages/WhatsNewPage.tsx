@@ -4,6 +4,7 @@ import { useWhatsNewFeed } from '../../../react.ts';
 import { Badge, EmptyState, ErrorState, SkeletonList } from '../components.tsx';
 import { useDirectory } from '../directory.tsx';
 import { feedChange, fullDate, timeAgo } from '../format.ts';
+import { MarkAllSeenButton } from '../read-state.tsx';
 import { Link, paths } from '../router.tsx';
 
 export const feedPageSize = 4;
@@ -24,6 +25,7 @@ export function WhatsNewPage() {
         <h1>What's new</h1>
         <p className="muted">Skills you have viewed that changed since, newest change first (last 30 days).</p>
       </div>
+      <MarkAllSeenButton />
     </div>
   );
 
