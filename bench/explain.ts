@@ -1,11 +1,41 @@
-// Query plans for the output: each procedure's statement as the app role inside a scoped transaction, rolled back.
+// Query plans for the output: each procedure's statements as the app role inside a scoped transaction, rolled back.
 import postgres from 'postgres';
-import { bindParams, rng, type captureStatements, type Procedure, type Workload } from './workload.ts';
+import { explainPrepared } from './explain-statement.ts';
+import { bindParams, planOfProbe, rng, type Call, type Procedure, type StatementTemplate, type Templates, type Workload } from './workload.ts';
 
-/** Captured query plans: the statement as the app role in a scoped transaction, rolled back. */
+/**
+ * The plans of one call, rolled back: its statement, or for whatsNew and whatsNewCount the probe and then the
+ * statement of the plan the probe chose (labelled).
+ */
+export async function explainCall(sql: postgres.Sql, templates: Templates, call: Call, prefix: string): Promise<string> {
+  let out = '';
+  try {
+    await sql.begin(async (tx) => {
+      await tx.unsafe(templates.scope.text, bindParams(templates.scope, call) as never[]);
+      const template = templates[call.procedure];
+      const name = `${prefix}_${call.procedure.toLowerCase()}`;
+      if (template.kind === 'single') {
+        out = (await explainPrepared(tx, name, template.statement.text, bindParams(template.statement, call))).plan;
+      } else {
+        const probe = await explainPrepared(tx, `${name}_probe`, template.probe.text, bindParams(template.probe, call));
+        const row = probe.rows[0]!;
+        const plan = planOfProbe(row);
+        const main: StatementTemplate = template.plans[plan];
+        const page = await explainPrepared(tx, `${name}_${plan}`, main.text, bindParams(main, call, String(row.since)));
+        out = `-- probe: views ${row.views}, changed ${row.changed} → plan '${plan}'\n${probe.plan}\n\n-- ${call.procedure}, plan '${plan}'\n${page.plan}`;
+      }
+      throw new Rollback();
+    });
+  } catch (err) {
+    if (!(err instanceof Rollback)) throw err;
+  }
+  return out;
+}
+
+/** Captured query plans: each procedure's statements for one random call, as the app role in a scoped transaction, rolled back. */
 export async function explain(
   url: string,
-  templates: ReturnType<typeof captureStatements>,
+  templates: Templates,
   workload: Workload,
   which: readonly Procedure[],
   seed: number,
@@ -14,32 +44,7 @@ export async function explain(
   const random = rng(seed);
   const plans: Partial<Record<Procedure, string>> = {};
   try {
-    for (const procedure of which) {
-      const call = workload.next(procedure, random);
-      const template = templates[procedure];
-      // EXECUTE takes no bind parameters: the call's values (ids, numbers) go in as quoted literals.
-      const values = bindParams(template, call).map((v) => `'${String(v).replaceAll("'", "''")}'`);
-      const name = `bench_explain_${procedure.toLowerCase()}`;
-      try {
-        await sql.begin(async (tx) => {
-          await tx.unsafe(templates.scope.text, bindParams(templates.scope, call) as never[]);
-          // Prepared and run five times first, so the plan shown is the one a prepared statement settles on.
-          // Simple protocol: the $n belong to the prepared statement, not to this one.
-          await tx.unsafe(`prepare ${name} as ${template.text}`).simple();
-          const [prepared] = await tx.unsafe<{ types: string[] }[]>(
-            `select parameter_types::text[] as types from pg_prepared_statements where name = $1`,
-            [name],
-          );
-          const args = (prepared?.types ?? []).map((type, i) => `${values[i]}::${type}`).join(', ');
-          for (let i = 0; i < 5; i++) await tx.unsafe(`execute ${name}(${args})`);
-          const rows = await tx.unsafe<{ 'QUERY PLAN': string }[]>(`explain (analyze, buffers) execute ${name}(${args})`);
-          plans[procedure] = rows.map((r) => r['QUERY PLAN']).join('\n');
-          throw new Rollback();
-        });
-      } catch (err) {
-        if (!(err instanceof Rollback)) throw err;
-      }
-    }
+    for (const procedure of which) plans[procedure] = await explainCall(sql, templates, workload.next(procedure, random), 'bench_explain');
   } finally {
     await sql.end({ timeout: 5 });
   }

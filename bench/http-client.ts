@@ -47,8 +47,12 @@ function invoke(call: Call, caller: number): Promise<unknown> {
       return client.viewsForSkills.query(call.input);
     case 'whatsNew':
       return client.whatsNew.query(call.input);
+    case 'whatsNewCount':
+      return client.whatsNewCount.query(call.input);
     case 'changeSummary':
       return client.changeSummary.query(call.input);
+    case 'markAllSeen':
+      return client.markAllSeen.mutate(call.input);
   }
 }
 

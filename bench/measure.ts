@@ -30,7 +30,7 @@ export async function runPhase({ workload, procedure, durationMs, concurrency, s
   const caller = async (index: number) => {
     const random = rng(seed * 1009 + index);
     while (performance.now() < deadline) {
-      const call = workload.next(procedure, random);
+      const call = workload.next(procedure, random, { index, count: concurrency });
       const t = performance.now();
       try {
         await invoke(call, index);

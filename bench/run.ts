@@ -18,7 +18,19 @@ import { countingDriverOptions, diffCounters, newCounters, type DriverCounters }
 import { runPhase, summarize, type PhaseResult, type Summary } from './measure.ts';
 import { explain } from './explain.ts';
 import { createDatabase, databaseExists, databaseUrl, dropDatabase, scales, seed, type Scale, type SeedTimings } from './seed.ts';
-import { bindParams, captureStatements, procedures, rng, Workload, type Call, type Procedure, type StatementTemplate } from './workload.ts';
+import { readStateProcedures, runReadState, type ReadStateProcedure } from './read-state.ts';
+import {
+  bindParams,
+  captureStatements,
+  clearingProcedures,
+  planOfProbe,
+  procedures,
+  Workload,
+  type Call,
+  type Procedure,
+  type StatementTemplate,
+  type Templates,
+} from './workload.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const modes = ['raw', 'caller', 'http'] as const;
@@ -28,6 +40,16 @@ const scalingModes: Mode[] = ['raw', 'caller'];
 
 const usage = `usage: DATABASE_URL=postgres://… npm run bench -- [options]
 
+  --scenario standard|read-state
+                       standard (default): every procedure raw / caller / http on the seeded data sets (below).
+                       read-state: whatsNew, whatsNewCount and markAllSeen through createCaller, one call at a
+                       time, for one heavy user at 200, 2,000 and 20,000 views and for a light user (50 views) in
+                       a quiet and in a busy tenant (5,000 skills changed inside the window), on a database of
+                       its own (skillviews_bench_read_state); prints the plans of every statement (the feed's
+                       probe and the feed/count) and checks the ratios. Takes --seconds (per procedure per user,
+                       default 12), --rounds, --mark-iterations, --procedures, --keep, --reuse.
+  --mark-iterations N  read-state: markAllSeen calls per user per round (default 20); the rows each call marked
+                       are restored, untimed, before the next, so every call marks the same rows
   --scale small|full   data set (default full: 2,000,000 views; small: 200,000). A full run also seeds the
                        small data set and compares whatsNew and viewsForSkills latency between the two.
   --seconds N          measured seconds per procedure per mode (default 12), split over the rounds
@@ -40,15 +62,20 @@ const usage = `usage: DATABASE_URL=postgres://… npm run bench -- [options]
                        limit npm start sets, so the server runs as npm start runs it)
   --client-fetch F     the HTTP client's fetch: lean (node:http keep-alive, see bench/lean-fetch.ts) or
                        global (Node's built-in fetch) (default lean)
-  --procedures a,b     measure only these procedures (default all four)
+  --procedures a,b     measure only these procedures (default all six; markAllSeen is measured after the others,
+                       in rounds of its own, so they see the seeded read state)
   --modes a,b          measure only these modes (raw is always included: it is the reference)
   --profile            write CPU profiles (node --cpu-prof) of the HTTP server and client to bench/results/profiles
-  --keep               keep the databases (skillviews_bench_small, skillviews_bench_full) instead of dropping them
+  --keep               keep the databases (skillviews_bench_small, skillviews_bench_full; read-state:
+                       skillviews_bench_read_state) instead of dropping them
   --reuse              use those databases if a kept run left them (for quick iterations; implies --keep;
                        their view rows include earlier runs' recordView calls, so publish fresh runs only)
 `;
 
 interface Options {
+  scenario: 'standard' | 'read-state';
+  markIterations: number;
+  readStateProcedures: ReadStateProcedure[];
   scale: Scale['name'];
   seconds: number;
   rounds: number;
@@ -67,6 +94,8 @@ interface Options {
 function parseOptions(): Options {
   const { values } = parseArgs({
     options: {
+      scenario: { type: 'string', default: 'standard' },
+      'mark-iterations': { type: 'string', default: '20' },
       scale: { type: 'string', default: 'full' },
       seconds: { type: 'string', default: '12' },
       rounds: { type: 'string', default: '3' },
@@ -78,7 +107,7 @@ function parseOptions(): Options {
       'server-node-options': { type: 'string', default: '--max-old-space-size=192' },
       keep: { type: 'boolean', default: false },
       reuse: { type: 'boolean', default: false },
-      procedures: { type: 'string', default: procedures.join(',') },
+      procedures: { type: 'string' },
       modes: { type: 'string', default: modes.join(',') },
       profile: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -93,10 +122,15 @@ function parseOptions(): Options {
     console.log(usage);
     process.exit(0);
   }
+  if (values.scenario !== 'standard' && values.scenario !== 'read-state') fail('--scenario must be standard or read-state');
   if (values.scale !== 'small' && values.scale !== 'full') fail('--scale must be small or full');
   if (values['server-log'] !== 'info' && values['server-log'] !== 'silent') fail('--server-log must be info or silent');
   if (values['client-fetch'] !== 'lean' && values['client-fetch'] !== 'global') fail('--client-fetch must be lean or global');
+  const readState = values.scenario === 'read-state';
   return {
+    scenario: values.scenario,
+    markIterations: Math.round(positive('mark-iterations', values['mark-iterations'])),
+    readStateProcedures: readState ? listOf('procedures', values.procedures ?? readStateProcedures.join(','), readStateProcedures) : [],
     scale: values.scale,
     seconds: positive('seconds', values.seconds),
     rounds: Math.round(positive('rounds', values.rounds)),
@@ -107,7 +141,7 @@ function parseOptions(): Options {
     serverNodeOptions: values['server-node-options'].split(/\s+/).filter(Boolean),
     keep: values.keep || values.reuse,
     reuse: values.reuse,
-    procedures: listOf('procedures', values.procedures, procedures),
+    procedures: readState ? [] : listOf('procedures', values.procedures ?? procedures.join(','), procedures),
     modes: [...new Set<Mode>(['raw', ...listOf('modes', values.modes, modes)])],
     profile: values.profile,
   };
@@ -151,18 +185,24 @@ const ownCpuMs = async () => {
 /** A runner whose calls are made in this process. */
 const inProcess = (invoke: (call: Call) => Promise<unknown>) => (request: PhaseRequest) => runPhase({ ...request, invoke });
 
-/** The floor: postgres.js alone, the captured SQL in the same scoped transaction (BEGIN, set_config, query, COMMIT). */
-function rawRunner(url: string, pool: number, templates: ReturnType<typeof captureStatements>): Runner {
+/**
+ * The floor: postgres.js alone, the captured SQL in the same scoped transaction (BEGIN, set_config, query, COMMIT;
+ * for whatsNew and whatsNewCount the probe, then the statement of the plan it chose).
+ */
+function rawRunner(url: string, pool: number, templates: Templates): Runner {
   const counters = newCounters();
   const sql = postgres(url, { max: pool, onnotice: () => {}, ...countingDriverOptions(counters) });
   // Prepared, as postgres.js prepares its tagged-template queries (unsafe() does not by default).
-  const run = (tx: postgres.TransactionSql, template: StatementTemplate, call: Call) =>
-    tx.unsafe(template.text, bindParams(template, call) as never[], { prepare: true });
+  const run = (tx: postgres.TransactionSql, template: StatementTemplate, call: Call, since?: string) =>
+    tx.unsafe(template.text, bindParams(template, call, since) as never[], { prepare: true });
   return {
     run: inProcess((call) =>
       sql.begin(async (tx) => {
         await run(tx, templates.scope, call);
-        return run(tx, templates[call.procedure], call);
+        const template = templates[call.procedure];
+        if (template.kind === 'single') return run(tx, template.statement, call);
+        const [probe] = await run(tx, template.probe, call);
+        return run(tx, template.plans[planOfProbe(probe!)], call, String(probe!.since));
       }),
     ),
     counters: async () => ({ ...counters }),
@@ -185,8 +225,12 @@ function callerRunner(url: string, pool: number, appRole: string): Runner {
           return caller.viewsForSkills(call.input);
         case 'whatsNew':
           return caller.whatsNew(call.input);
+        case 'whatsNewCount':
+          return caller.whatsNewCount(call.input);
         case 'changeSummary':
           return caller.changeSummary(call.input);
+        case 'markAllSeen':
+          return caller.markAllSeen(call.input);
       }
     }),
     counters: async () => ({ ...counters }),
@@ -454,21 +498,29 @@ async function prepareDatabases(adminUrl: string, names: Record<Scale['name'], s
   return { urls, seeding };
 }
 
-/** Every procedure × mode, interleaved: rounds of (procedure, mode) phases, the mode order rotating each round. */
+/**
+ * Every procedure × mode, interleaved: rounds of (procedure, mode) phases, the mode order rotating each round. The
+ * clearing procedures (markAllSeen) get their own warm-up and rounds after all the others, so the reads are
+ * measured on the seeded read state; they themselves mostly find little left to mark after their warm-up (see
+ * BENCHMARKS.md; `--scenario read-state` measures them on re-dirtied state).
+ */
 async function measureModes(bench: Bench, phaseMs: number): Promise<Row[]> {
   const { procedures: procs, modes: ms, rounds } = bench.options;
-  // Warm-up: JIT, connections, prepared statements and caches for every procedure and mode.
-  for (const procedure of procs) for (const mode of ms) await phase(bench, mode, procedure, 1500, emptyMeasured());
   const measured = new Map<string, Measured>();
   const slot = (p: Procedure, m: Mode) => measured.get(`${p}/${m}`) ?? measured.set(`${p}/${m}`, emptyMeasured()).get(`${p}/${m}`)!;
-  for (let round = 0; round < rounds; round++) {
-    for (const procedure of procs) {
-      for (let i = 0; i < ms.length; i++) {
-        const mode = ms[(i + round) % ms.length]!;
-        await phase(bench, mode, procedure, phaseMs, slot(procedure, mode));
+  const groups = [procs.filter((p) => !clearingProcedures.includes(p)), procs.filter((p) => clearingProcedures.includes(p))];
+  for (const group of groups.filter((g) => g.length > 0)) {
+    // Warm-up: JIT, connections, prepared statements and caches for every procedure and mode.
+    for (const procedure of group) for (const mode of ms) await phase(bench, mode, procedure, 1500, emptyMeasured());
+    for (let round = 0; round < rounds; round++) {
+      for (const procedure of group) {
+        for (let i = 0; i < ms.length; i++) {
+          const mode = ms[(i + round) % ms.length]!;
+          await phase(bench, mode, procedure, phaseMs, slot(procedure, mode));
+        }
       }
+      console.log(`  ${group.join(', ')}: round ${round + 1}/${rounds} done`);
     }
-    console.log(`  round ${round + 1}/${rounds} done`);
   }
   return procs.flatMap((procedure) => {
     const raw = toRow(procedure, 'raw', slot(procedure, 'raw'));
@@ -541,6 +593,11 @@ async function main() {
     process.exit(2);
   }
   const appRole = process.env.DB_APP_ROLE || DEFAULT_APP_ROLE;
+  if (options.scenario === 'read-state') {
+    const { seconds, rounds, markIterations, keep, reuse, readStateProcedures: procs } = options;
+    process.exitCode = await runReadState(adminUrl, { seconds, rounds, markIterations, keep, reuse, procedures: procs, resultName: 'read-state' }, appRole);
+    return;
+  }
   const started = new Date();
   const loadBefore = os.loadavg();
   const main = options.scale;
@@ -569,7 +626,7 @@ async function main() {
       console.warn(`warning: load average ${loadBefore.map((l) => l.toFixed(1)).join(' ')}: other processes are using the CPU; ratios within the run stay comparable, absolute numbers do not`);
     }
     const { urls, seeding } = await prepareDatabases(adminUrl, dbNames, scaleNames, options, appRole, created);
-    const templates = captureStatements(appRole);
+    const templates = await captureStatements(appRole);
     const benchFor = (scale: Scale['name'], ms: Mode[]): Bench => {
       const runners: Bench['runners'] = {};
       if (ms.includes('raw')) toClose.push((runners.raw = rawRunner(urls[scale], options.pool, templates)));

@@ -167,20 +167,32 @@ export async function seed(url: string, scale: Scale, appRole: string): Promise<
                (array['Engineering', 'Data', 'Design', 'Operations', 'Security'])[1 + k.s % 5], k.status,
                case when k.status <> 'draft' then v.id end, k.updated_at - k.versions * interval '10 days', k.updated_at
         from bench_seed.skill k join bench_seed.tenant t on t.t = k.t join bench_seed.version v on v.n = k.n and v.v = k.versions`);
-      // Rows in random order, as years of use would leave them, not clustered by user.
+      // What each skill's content revision (1: the seed writes no history) held, as the revision trigger would record it.
+      await step('skill_revisions', `
+        insert into skill_revisions (tenant_id, skill_id, revision, name, description, published_version, created_at)
+        select s.tenant_id, s.id, 1, s.name, s.description, pv.version, s.updated_at
+        from skills s left join skill_versions pv on pv.id = s.published_version_id`);
+      // Rows in random order, as years of use would leave them, not clustered by user. The read state is that of
+      // rows migrated from the clock rule (migration 0006): seen (seen_revision 1, the skill's revision) when the
+      // skill did not change after the view and the viewed version is the current one, else unseen (revision 0,
+      // which has no history: both fields read as changed); no snapshot, so feedback is compared by clock.
+
       await withoutIndexes(tx, 'user_skill_views', steps, () =>
         step('user_skill_views', `
-          insert into user_skill_views (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count)
-          select t.id, u.id, k.id, x.last_viewed_at - random() * interval '60 days', x.last_viewed_at,
-                 case when k.status <> 'draft' then greatest(1, k.versions - floor(random() * 3)::int) end,
-                 1 + floor(random() * 10)::int
+          insert into user_skill_views (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count, seen_revision)
+          select t.id, u.id, k.id, x.last_viewed_at - random() * interval '60 days', x.last_viewed_at, x.version,
+                 1 + floor(random() * 10)::int,
+                 case when k.updated_at <= x.last_viewed_at and (k.status = 'draft' or x.version = k.versions) then 1 else 0 end
           from (
-            select n, (n % ${U} * 37 + i * ${stride}) % ${S} as s, now() - random() * interval '120 days' as last_viewed_at
+            select n, (n % ${U} * 37 + i * ${stride}) % ${S} as s, now() - random() * interval '120 days' as last_viewed_at,
+                   random() as r
             from generate_series(0, ${tenants * U - 1}) n, generate_series(0, ${V - 1}) i
-          ) x
+          ) x0
           join bench_seed.usr u using (n)
           join bench_seed.tenant t on t.t = u.t
-          join bench_seed.skill k on k.n = u.t * ${S} + x.s
+          join bench_seed.skill k on k.n = u.t * ${S} + x0.s
+          cross join lateral (select x0.last_viewed_at,
+            case when k.status <> 'draft' then greatest(1, k.versions - floor(x0.r * 3)::int) end as version) x
           order by random()`),
       );
       await withoutIndexes(tx, 'skill_feedback', steps, () =>
@@ -198,11 +210,12 @@ export async function seed(url: string, scale: Scale, appRole: string): Promise<
     });
     const seedMs = performance.now() - t0;
     t0 = performance.now();
-    await sql.unsafe(`vacuum (analyze) tenants, users, skills, skill_versions, skill_feedback, user_skill_views`);
+    await sql.unsafe(`vacuum (analyze) tenants, users, skills, skill_versions, skill_revisions, skill_feedback, user_skill_views`);
     const analyzeMs = performance.now() - t0;
     const counts = await sql.unsafe<{ table: string; n: string }[]>(`
       select 'tenants' as table, count(*) as n from tenants union all select 'users', count(*) from users
       union all select 'skills', count(*) from skills union all select 'skill_versions', count(*) from skill_versions
+      union all select 'skill_revisions', count(*) from skill_revisions
       union all select 'skill_feedback', count(*) from skill_feedback union all select 'user_skill_views', count(*) from user_skill_views`);
     const rows = Object.fromEntries(counts.map((r) => [r.table, Number(r.n)]));
     return { migrateMs, seedMs, analyzeMs, steps, rows };
