@@ -137,8 +137,12 @@ function feedRows(scope: ViewerScope, plan: FeedPlan, since: string, extra: SQL,
     plan === 'views'
       ? sql`from user_skill_views v
         join skills s on s.tenant_id = v.tenant_id and s.id = v.skill_id`
-      : sql`from skills s
-        join user_skill_views v on v.tenant_id = s.tenant_id and v.user_id = ${scope.userId}::uuid and v.skill_id = s.id`;
+      : // A lateral lookup, not a join: Postgres would reorder a plain inner join and start from the views anyway.
+        sql`from skills s
+        cross join lateral (
+          select v.* from user_skill_views v
+          where v.tenant_id = s.tenant_id and v.user_id = ${scope.userId}::uuid and v.skill_id = s.id
+          limit 1) v`;
   const start =
     plan === 'views'
       ? sql`v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid`

@@ -187,18 +187,28 @@ export async function markSeen(db: Executor, scope: ViewerScope, skillIds: reado
   const only = skillIds
     ? sql`and v.skill_id = any(${uuidArrayParam([...new Set(skillIds.map((id) => id.toLowerCase()))])}::uuid[])`
     : sql``;
+  // The rows are chosen first, in a MATERIALIZED CTE, and updated from it. Re-evaluating the choice (its correlated
+  // subqueries) in the UPDATE's EvalPlanQual recheck, when another transaction has just changed one of the rows,
+  // crashed PostgreSQL 15.20 (a segfault in ExecSubPlan, BENCHMARKS.md); the recheck now compares keys only. The
+  // order by skill id makes concurrent calls of one user lock rows in the same order (no deadlock).
   const rows = await query<{ n: unknown }>(
     db,
     sql`
-    with marked as (
-      update user_skill_views v set
-        seen_revision = greatest(v.seen_revision, s.content_revision),
-        seen_snapshot = ${laterSnapshot(sql`v.seen_snapshot`, sql`pg_current_snapshot()`)}
-      from skills s
+    with targets as materialized (
+      select v.skill_id, s.content_revision
+      from user_skill_views v
+      join skills s on s.tenant_id = v.tenant_id and s.id = v.skill_id
       left join skill_versions pv on pv.id = s.published_version_id
       where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid ${only}
-        and s.tenant_id = v.tenant_id and s.id = v.skill_id
         and (${contentUnseen} or ${hasUnseenFeedback(scope.userId)})
+      order by v.skill_id
+    ),
+    marked as (
+      update user_skill_views v set
+        seen_revision = greatest(v.seen_revision, t.content_revision),
+        seen_snapshot = ${laterSnapshot(sql`v.seen_snapshot`, sql`pg_current_snapshot()`)}
+      from targets t
+      where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid and v.skill_id = t.skill_id
       returning 1
     )
     select count(*) as n from marked`,

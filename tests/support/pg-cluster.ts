@@ -9,6 +9,8 @@ import { freePort } from './pgbouncer.ts';
 export interface PgCluster {
   /** postgres://postgres@127.0.0.1:<port>/postgres */
   url: string;
+  /** The server's log file (crashes of backends are reported there). */
+  logFile: string;
   stop: () => void;
   start: () => void;
   /** Removes the cluster (stops it first). */
@@ -59,6 +61,7 @@ export async function startCluster(): Promise<PgCluster> {
   start();
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    logFile: path.join(dir, 'log'),
     start,
     stop,
     destroy: async () => {
