@@ -99,16 +99,16 @@ describe.each(engines)('viewsForSkills on $name', (engine) => {
     expect((await lookup([t.skills.unseen!, randomUUID()])).size).toBe(0);
   });
 
-  it('the primary key carries the view columns and the seen revision, so badges read a user\'s views from the index alone', async () => {
+  it('the primary key carries the view columns and what was seen (revision, key, version), so badges read a user\'s views from the index alone', async () => {
     const [pk] = await query<{ key_columns: number; columns: number; definition: string }>(
       h.db,
       sql`select i.indnkeyatts as key_columns, i.indnatts as columns, pg_get_indexdef(i.indexrelid) as definition
           from pg_index i join pg_class c on c.oid = i.indexrelid
           where c.relname = 'user_skill_views_pk' and i.indisprimary`,
     );
-    expect(pk).toMatchObject({ key_columns: 3, columns: 8 });
+    expect(pk).toMatchObject({ key_columns: 3, columns: 10 });
     expect(pk!.definition).toContain(
-      '(tenant_id, user_id, skill_id) INCLUDE (first_viewed_at, last_viewed_at, last_viewed_version, view_count, seen_revision)',
+      '(tenant_id, user_id, skill_id) INCLUDE (first_viewed_at, last_viewed_at, last_viewed_version, view_count, seen_revision, seen_key, seen_version)',
     );
   });
 });

@@ -47,7 +47,7 @@ export async function changeSummary(
   const rows = await query<SummaryRow>(
     db,
     sql`
-    select s.id, pv.version as current_version, (v.skill_id is not null) as viewed,
+    select s.id, s.published_version as current_version, (v.skill_id is not null) as viewed,
            v.last_viewed_at, v.last_viewed_version,
            ${contentUnseen} as content_unseen,
            r.published_version as seen_version,
@@ -58,7 +58,6 @@ export async function changeSummary(
              where f.tenant_id = s.tenant_id and f.skill_id = s.id and ${feedbackUnseen(scope.userId)}
            ) end as new_feedback
     from skills s
-    left join skill_versions pv on pv.id = s.published_version_id
     left join user_skill_views v
       on v.tenant_id = s.tenant_id and v.user_id = ${scope.userId}::uuid and v.skill_id = s.id
     left join skill_revisions r on r.tenant_id = s.tenant_id and r.skill_id = s.id and r.revision = v.seen_revision

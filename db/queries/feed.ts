@@ -149,7 +149,6 @@ function feedRows(scope: ViewerScope, plan: FeedPlan, since: string, extra: SQL,
       : sql`s.tenant_id = ${scope.tenantId}::uuid`;
   return sql`select ${columns}
     ${from}
-    left join skill_versions pv on pv.id = s.published_version_id
     where ${start}
       and s.status = 'published'
       and s.updated_at >= ${since}::timestamptz
@@ -180,7 +179,7 @@ export async function whatsNew(
       after,
       sql`s.id, s.name, s.slug, s.category, s.updated_at,
            to_char(s.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_ts,
-           v.last_viewed_at, v.last_viewed_version, pv.version as current_version, v.view_count`,
+           v.last_viewed_at, v.last_viewed_version, s.published_version as current_version, v.view_count`,
     )}
     order by s.updated_at desc, s.id desc
     limit ${limit + 1}::int`,

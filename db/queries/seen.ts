@@ -10,16 +10,25 @@
 import { sql, type SQL } from 'drizzle-orm';
 
 /**
- * True when the caller has not seen the current content of skill `s` through view `v`. Needs `s` (skills),
- * `v` (user_skill_views) and `pv` (the published skill_versions row, left-joined) in scope. The revision test is
- * an index-free prefilter; the history row (primary-key lookup) is read only when the revision moved.
- * A published version counts only while one is published: unpublishing is not something new to see.
+ * True when the caller has not seen the current content of skill `s` through view `v` (both in scope): the
+ * name or description differs from the revision the caller saw (its content key: the first revision with the same
+ * name and description, kept by the skills trigger, migration 0007), or a published version differs from the one
+ * they saw. A published version counts only while one is published: unpublishing is not something new to see.
+ * Both sides are columns of the two rows, so a feed or a count looks nothing else up; it gives the same answer as
+ * comparing with the seen revision's history row (which changeSummary reads to name the fields).
  */
-export const contentUnseen: SQL = sql`(s.content_revision > v.seen_revision and not exists (
-      select 1 from skill_revisions r
-      where r.tenant_id = v.tenant_id and r.skill_id = v.skill_id and r.revision = v.seen_revision
-        and r.name is not distinct from s.name and r.description is not distinct from s.description
-        and (pv.version is null or pv.version is not distinct from r.published_version)))`;
+export const contentUnseen: SQL = sql`(s.content_revision > v.seen_revision and (s.content_key <> v.seen_key
+      or (s.published_version is not null and s.published_version is distinct from v.seen_version)))`;
+
+/**
+ * The SET list that moves view `v` forward to what a statement saw: the greater revision (a trigger then copies that
+ * revision's content key and published version into seen_key and seen_version, migration 0007) and the later
+ * snapshot, so out-of-order commits never move what was seen backwards.
+ */
+export function seenAssignments(incoming: { revision: SQL; snapshot: SQL }): SQL {
+  return sql`seen_revision = greatest(v.seen_revision, ${incoming.revision}),
+        seen_snapshot = ${laterSnapshot(sql`v.seen_snapshot`, incoming.snapshot)}`;
+}
 
 /**
  * True when feedback row `f` is new to view `v` of user `userId`: written by someone else (own feedback never

@@ -2,7 +2,7 @@
 import { sql } from 'drizzle-orm';
 import type { Executor } from '../client.ts';
 import { query, toDate, toInt, toIntOrNull, uuidArrayParam } from './rows.ts';
-import { contentUnseen, hasUnseenFeedback, laterSnapshot } from './seen.ts';
+import { contentUnseen, hasUnseenFeedback, seenAssignments } from './seen.ts';
 
 export interface SkillView {
   skillId: string;
@@ -60,12 +60,11 @@ export async function recordView(db: Executor, scope: ViewerScope, skillId: stri
     db,
     sql`
     with target as (
-      select s.id, pv.version, s.content_revision, pg_current_snapshot() as snapshot,
+      select s.id, s.published_version as version, s.content_revision, pg_current_snapshot() as snapshot,
              not exists (select 1 from user_tracking_preferences p
                          where p.tenant_id = ${scope.tenantId}::uuid and p.user_id = ${scope.userId}::uuid
                            and not p.tracking_enabled) as tracked
       from skills s
-      left join skill_versions pv on pv.id = s.published_version_id
       where s.tenant_id = ${scope.tenantId}::uuid and s.id = ${skillId}::uuid
     ),
     prev as (
@@ -88,8 +87,7 @@ export async function recordView(db: Executor, scope: ViewerScope, skillId: stri
         last_viewed_at = greatest(v.last_viewed_at, excluded.last_viewed_at),
         last_viewed_version = greatest(v.last_viewed_version, excluded.last_viewed_version),
         view_count = v.view_count + 1,
-        seen_revision = greatest(v.seen_revision, excluded.seen_revision),
-        seen_snapshot = ${laterSnapshot(sql`v.seen_snapshot`, sql`excluded.seen_snapshot`)}
+        ${seenAssignments({ revision: sql`excluded.seen_revision`, snapshot: sql`excluded.seen_snapshot` })}
       returning v.skill_id, v.first_viewed_at, v.last_viewed_at, v.last_viewed_version, v.view_count
     )
     select target.id as skill_id, target.tracked,
@@ -159,7 +157,6 @@ export async function viewsForSkills(
            ${contentUnseen} as has_update
     from user_skill_views v
     join skills s on s.tenant_id = v.tenant_id and s.id = v.skill_id
-    left join skill_versions pv on pv.id = s.published_version_id
     where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid
       and v.skill_id = any(${uuidArrayParam(unique)}::uuid[])`,
   );
@@ -187,28 +184,28 @@ export async function markSeen(db: Executor, scope: ViewerScope, skillIds: reado
   const only = skillIds
     ? sql`and v.skill_id = any(${uuidArrayParam([...new Set(skillIds.map((id) => id.toLowerCase()))])}::uuid[])`
     : sql``;
-  // The rows are chosen first, in a MATERIALIZED CTE, and updated from it. Re-evaluating the choice (its correlated
-  // subqueries) in the UPDATE's EvalPlanQual recheck, when another transaction has just changed one of the rows,
-  // crashed PostgreSQL 15.20 (a segfault in ExecSubPlan, BENCHMARKS.md); the recheck now compares keys only. The
-  // order by skill id makes concurrent calls of one user lock rows in the same order (no deadlock).
+  // The rows are chosen first, in a MATERIALIZED CTE, and the UPDATE takes them by primary key (`= any(ids)`).
+  // Re-evaluating the choice (its correlated subqueries) in the UPDATE's EvalPlanQual recheck, when another
+  // transaction has just changed one of the rows, crashed PostgreSQL 15.20 (a segfault in ExecSubPlan,
+  // BENCHMARKS.md); the recheck now compares keys only. The index scan over the sorted ids locks rows in key order,
+  // so concurrent calls of one user do not deadlock.
   const rows = await query<{ n: unknown }>(
     db,
     sql`
     with targets as materialized (
-      select v.skill_id, s.content_revision
+      select array_agg(v.skill_id) as ids
       from user_skill_views v
       join skills s on s.tenant_id = v.tenant_id and s.id = v.skill_id
-      left join skill_versions pv on pv.id = s.published_version_id
       where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid ${only}
         and (${contentUnseen} or ${hasUnseenFeedback(scope.userId)})
-      order by v.skill_id
     ),
     marked as (
       update user_skill_views v set
-        seen_revision = greatest(v.seen_revision, t.content_revision),
-        seen_snapshot = ${laterSnapshot(sql`v.seen_snapshot`, sql`pg_current_snapshot()`)}
-      from targets t
-      where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid and v.skill_id = t.skill_id
+        ${seenAssignments({ revision: sql`s.content_revision`, snapshot: sql`pg_current_snapshot()` })}
+      from skills s
+      where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid
+        and v.skill_id = any((select ids from targets)::uuid[])
+        and s.tenant_id = v.tenant_id and s.id = v.skill_id
       returning 1
     )
     select count(*) as n from marked`,

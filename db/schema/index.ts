@@ -107,6 +107,11 @@ export const skills = pgTable(
     // The skill's content revision: 1 at insert, + 1 on each change of name, description or published version
     // (triggers in migration 0006, which also record what each revision held in skill_revisions).
     contentRevision: bigint({ mode: 'number' }).notNull().default(1),
+    // Kept by the same trigger (migration 0007), so the read procedures need no lookups per skill: the published
+    // version's number, and the content key: the first revision whose name and description equal the current
+    // ones (an edit changed back gets its old key again).
+    publishedVersion: integer(),
+    contentKey: bigint({ mode: 'number' }).notNull().default(1),
   },
   (t): PgTableExtraConfigValue[] => [
     unique('skills_tenant_slug_unique').on(t.tenantId, t.slug),
@@ -193,6 +198,10 @@ export const userSkillViews = pgTable(
     // 0006, whose feedback is still compared by clock until it is seen again.
     seenRevision: bigint({ mode: 'number' }).notNull().default(0),
     seenSnapshot: pgSnapshot(),
+    // The content key and published version of that revision (what the comparison needs, without a lookup), filled
+    // in from skill_revisions by a trigger whenever seen_revision is written (migration 0007).
+    seenKey: bigint({ mode: 'number' }).notNull().default(0),
+    seenVersion: integer(),
   },
   (t) => [
     // The primary key also INCLUDEs the view's columns (migration 0003; drizzle cannot declare INCLUDE), for index-only reads.
@@ -237,6 +246,8 @@ export const skillRevisions = pgTable(
     name: text(),
     description: text(),
     publishedVersion: integer(),
+    // The revision's content key (see skills.content_key): equal keys, equal name and description.
+    contentKey: bigint({ mode: 'number' }),
     createdAt: createdAt(),
   },
   (t) => [
