@@ -104,6 +104,7 @@ export function createDb(options: CreateDbOptions & CommonDbOptions): DbHandle {
     const db = drizzlePostgres({ client: prepare ? preparing(client) : client, schema, casing: 'snake_case' }) as unknown as Database;
     setupPipelines.set(db, pipelinedTransaction(client, prepare));
     timeouts.set(db, timeoutMs);
+    poolActivity.set(db, { size: options.poolSize ?? 10, inUse: 0, waiting: 0 });
     let closed = false;
     return {
       db,
@@ -131,6 +132,7 @@ export function createDb(options: CreateDbOptions & CommonDbOptions): DbHandle {
   const ownsClient = !options.pglite;
   const db = embedded.drizzle({ client: pglite, schema, casing: 'snake_case' }) as unknown as Database;
   timeouts.set(db, timeoutMs);
+  poolActivity.set(db, { size: 1, inUse: 0, waiting: 0 });
   return {
     db,
     engine: 'pglite',
@@ -161,6 +163,23 @@ type TransactionWithSetup = <T>(setup: SQL, fn: (tx: Transaction) => Promise<T>,
 
 const setupPipelines = new WeakMap<Database, TransactionWithSetup>();
 const timeouts = new WeakMap<Database, number>();
+
+/**
+ * Request transactions (transactionWithSetup) holding a connection and waiting for one, for metrics: postgres.js
+ * exposes nothing about its pool, so they are counted here. `size` is the pool's (PGlite: one connection).
+ * Statements run outside transactionWithSetup (migrations, the owner's own queries) are not counted.
+ */
+export interface PoolActivity {
+  readonly size: number;
+  inUse: number;
+  waiting: number;
+}
+const poolActivity = new WeakMap<Database, PoolActivity>();
+
+/** The live pool counters of a database made by createDb (undefined for any other). */
+export function poolActivityOf(db: Database): Readonly<PoolActivity> | undefined {
+  return poolActivity.get(db);
+}
 
 /** The request time limit of a database made by createDb, in milliseconds. */
 export function requestTimeoutOf(db: Database): number {
@@ -250,15 +269,38 @@ export function transactionWithSetup<T>(
   { timeoutMs = requestTimeoutOf(db) }: { timeoutMs?: number } = {},
 ): Promise<T> {
   const pipelined = setupPipelines.get(db);
-  return withDeadline(timeoutMs, (deadline) => {
-    if (pipelined) return pipelined(setup, fn, deadline);
-    return db.transaction(async (tx) => {
-      deadline.started();
-      await tx.execute(setup);
-      const result = await fn(tx);
-      deadline.check();
-      return result;
-    });
+  const activity = poolActivity.get(db);
+  return withDeadline(timeoutMs, (timed) => {
+    // Counted from the call until the driver gives the connection back, which may be after the caller was answered.
+    let phase: 'waiting' | 'in use' | 'done' = 'waiting';
+    if (activity) activity.waiting++;
+    const deadline: Deadline = !activity
+      ? timed
+      : {
+          started: () => {
+            if (phase === 'waiting') {
+              activity.waiting--;
+              activity.inUse++;
+              phase = 'in use';
+            }
+            timed.started();
+          },
+          check: timed.check,
+        };
+    const release = () => {
+      if (activity && phase !== 'done') activity[phase === 'waiting' ? 'waiting' : 'inUse']--;
+      phase = 'done';
+    };
+    const run = pipelined
+      ? pipelined(setup, fn, deadline)
+      : db.transaction(async (tx) => {
+          deadline.started();
+          await tx.execute(setup);
+          const result = await fn(tx);
+          deadline.check();
+          return result;
+        });
+    return run.finally(release);
   });
 }
 
