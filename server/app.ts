@@ -1,15 +1,17 @@
-// The HTTP server: tRPC at /trpc, the tRPC panel at /panel (outside production), and /healthz.
+// The HTTP server: tRPC at /trpc, the tRPC panel at /panel (outside production), /healthz and /metrics.
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
 import { sql } from 'drizzle-orm';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { renderTrpcPanel } from 'trpc-ui-zod4';
-import { requestTimeoutOf, type Database } from '../db/client.ts';
+import { poolActivityOf, requestTimeoutOf, type Database } from '../db/client.ts';
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import type { Authenticator } from './auth.ts';
 import { createContextFactory } from './context.ts';
 import { isMissingPreparedStatement, RETRY_AFTER_SECONDS, transportErrorBody } from './errors.ts';
+import { countedErrors, createMetrics, hasMetricsToken } from './metrics.ts';
+import { createRateLimits, rateLimitHeaders, type RateLimitOptions } from './rate-limit.ts';
 import { appRouter, type AppRouter } from './router.ts';
 import { trpcRoutes, type TrpcRouteOptions } from './trpc-fastify.ts';
 
@@ -25,11 +27,26 @@ export interface ServerOptions {
   logger?: FastifyServerOptions['logger'];
   /** Longest batch the server accepts (matches the client's maxItems). */
   maxBatchSize?: number;
+  /** Serve /metrics (METRICS), behind a bearer token when `token` is set (METRICS_TOKEN); unset or false: 404. */
+  metrics?: false | { token?: string };
+  /** Rate limits (RATE_LIMIT_PER_MINUTE, RATE_LIMIT_PER_IP_PER_MINUTE, RATE_LIMIT_REDIS_URL); unset: none. */
+  rateLimit?: RateLimitOptions;
+  /** A span per procedure and per request transaction (default true; false only to measure what they cost). */
+  tracing?: boolean;
 }
 
 const requestIdPattern = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 export function buildServer(options: ServerOptions) {
+  // Per server, never prom-client's global registry: tests and host apps may run several servers in one process.
+  const metrics = options.metrics
+    ? createMetrics({
+        procedures: Object.keys(appRouter._def.procedures),
+        pool: () => poolActivityOf(options.db),
+        tokenCache: options.authenticate.cacheStats,
+      })
+    : null;
+  const limits = options.rateLimit ? createRateLimits(options.rateLimit) : null;
   const app = Fastify({
     logger: options.logger ?? false,
     // Malformed requests Node rejects before Fastify sees them (header too large, bad request line): answered
@@ -96,11 +113,15 @@ export function buildServer(options: ServerOptions) {
   app.register(trpcRoutes, {
     prefix: '/trpc',
     router: appRouter,
-    createContext: createContextFactory(options),
+    createContext: createContextFactory({ ...options, metrics, limits, tracing: options.tracing ?? true }),
     maxBatchSize: options.maxBatchSize ?? 50,
     // Lets clients send queries as POST (long inputs); GET still works for curl and caches.
     allowMethodOverride: true,
+    responseMeta: ({ ctx }) => (ctx?.ops?.rateLimit ? { headers: rateLimitHeaders(ctx.ops.rateLimit) } : {}),
     onError({ error, path, req }) {
+      // Calls that never reached a procedure (unknown path, refused method, no context, a malformed batch); the
+      // procedure middleware counted the others. An unknown path counts as `(unknown)`, never as itself.
+      if (metrics && !countedErrors.has(error)) metrics.recordCall(path, error.code);
       // Expected client errors are not worth a stack trace; everything else is.
       if (error.code === 'INTERNAL_SERVER_ERROR') {
         const hint = isMissingPreparedStatement(error.cause)
@@ -129,6 +150,20 @@ export function buildServer(options: ServerOptions) {
       return reply.code(503).send({ status: 'unavailable' });
     }
   });
+
+  if (metrics && options.metrics) {
+    const token = options.metrics.token;
+    app.get('/metrics', async (request, reply) => {
+      if (token && !hasMetricsToken(request.headers.authorization, token)) {
+        return reply
+          .code(401)
+          .header('www-authenticate', 'Bearer realm="metrics"')
+          .type('application/json')
+          .send(transportErrorBody('UNAUTHORIZED', 'Send the metrics token: Authorization: Bearer <METRICS_TOKEN>', 401));
+      }
+      return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    });
+  }
 
   // Every error Fastify or Node raises outside tRPC (body too large, bad content type, malformed URL, …) gets
   // tRPC's error shape, and its internal text stays out of the answer.

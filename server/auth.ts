@@ -18,6 +18,14 @@ export interface AuthenticateOptions {
  */
 export type Authenticator = ((request: { headers: IncomingHttpHeaders }, options?: AuthenticateOptions) => Promise<Session | null>) & {
   revoke?: (session: Session) => void;
+  /**
+   * True when the authenticator can answer for these headers from memory, without verifying anything: such
+   * requests skip the per-IP limit on unauthenticated requests (RATE_LIMIT_PER_IP_PER_MINUTE), which is checked
+   * before a token is verified. Without it every request is checked.
+   */
+  remembers?: (headers: IncomingHttpHeaders) => boolean;
+  /** Lookups of presented tokens in the authenticator's cache so far (metrics). */
+  cacheStats?: () => { hits: number; misses: number };
 };
 
 export interface JwtAuthenticatorOptions {
@@ -69,15 +77,22 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     }
   }
 
+  let hits = 0;
+  let misses = 0;
+
   const authenticate: Authenticator = async ({ headers }, { timeoutMs } = {}) => {
     const token = bearer.exec(headers.authorization ?? '')?.[1];
     if (!token) return null;
     const at = now();
     const known = accepted.get(token);
     if (known) {
-      if (known.until > at) return known.session;
+      if (known.until > at) {
+        hits++;
+        return known.session;
+      }
       accepted.delete(token);
     }
+    misses++;
     const verified = await verify(token, at);
     if (!verified) return null;
     if (!(await userExists(options.db, options.appRole, verified.session, { timeoutMs }))) return null;
@@ -85,6 +100,12 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     accepted.set(token, { session: verified.session, until: Math.min(verified.exp, at + ttl) });
     return verified.session;
   };
+  authenticate.remembers = (headers) => {
+    const token = bearer.exec(headers.authorization ?? '')?.[1];
+    const known = token ? accepted.get(token) : undefined;
+    return known !== undefined && known.until > now();
+  };
+  authenticate.cacheStats = () => ({ hits, misses });
   authenticate.revoke = (session) => {
     for (const [token, entry] of accepted) {
       if (entry.session.tenantId === session.tenantId && entry.session.userId === session.userId) accepted.delete(token);

@@ -19,6 +19,15 @@ const flag = (fallback: boolean) =>
       .transform((v) => v === 'true' || v === '1' || v === 'yes' || v === 'on'),
   );
 
+/** A flag without a default: undefined when unset, so the default can depend on another variable. */
+const optionalFlag = z.preprocess(
+  (v) => (typeof v === 'string' ? emptyAsUndefined(v.trim().toLowerCase()) : v),
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], { message: 'must be true or false' })
+    .optional()
+    .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1' || v === 'yes' || v === 'on')),
+);
+
 export const configSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -47,6 +56,16 @@ export const configSchema = z
     DB_POOL_SIZE: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(100).default(10)),
     /** Delete view rows not refreshed for this many days, once a day (unset: keep them forever). */
     VIEW_RETENTION_DAYS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(36_500).optional()),
+    /** Serve Prometheus metrics at /metrics (default true outside production, false in production). */
+    METRICS: optionalFlag,
+    /** When set, /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (else 401). */
+    METRICS_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(16, 'must be at least 16 characters').regex(/^\S+$/, 'must not contain spaces').optional()),
+    /** Calls per tenant and user per minute, each call of a batch counted; past it 429 TOO_MANY_REQUESTS. 0: no limit. */
+    RATE_LIMIT_PER_MINUTE: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(1_000_000).default(1200)),
+    /** Failed authentications per client IP per minute, checked before a token is verified. 0: no limit. */
+    RATE_LIMIT_PER_IP_PER_MINUTE: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(1_000_000).default(60)),
+    /** A Redis server the rate-limit counters are shared through (several processes); unset: per-process memory. */
+    RATE_LIMIT_REDIS_URL: z.preprocess(emptyAsUndefined, z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional()),
     LOG_LEVEL: z.preprocess(
       emptyAsUndefined,
       z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -59,7 +78,8 @@ export const configSchema = z
     if (c.NODE_ENV === 'production' && !c.AUTH_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['AUTH_SECRET'], message: 'is required when NODE_ENV=production' });
     }
-  });
+  })
+  .transform((c) => ({ ...c, METRICS: c.METRICS ?? c.NODE_ENV !== 'production' }));
 
 export type Config = z.infer<typeof configSchema>;
 

@@ -4,6 +4,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyServerOptions } from 'fastify';
+import type { Redis } from 'ioredis';
 import { createDb, type DbHandle } from '../db/client.ts';
 import { migrate, MigrationError } from '../db/migrate.ts';
 import { DataDirLockedError } from '../db/pglite-lock.ts';
@@ -45,6 +46,7 @@ export async function resolveAuthSecret(config: Config): Promise<string> {
 }
 
 export async function start(config: Config, options: StartOptions = {}): Promise<RunningServer> {
+  let redis: Redis | null = null;
   const embedded = !config.DATABASE_URL;
   if (embedded) await mkdir(path.resolve(config.PGLITE_DIR), { recursive: true });
   const handle = config.DATABASE_URL
@@ -62,6 +64,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     await assertRlsEnforced(handle.db, config.DB_APP_ROLE);
     const demo = embedded ? await seedDemo(handle.db) : null;
     const secret = await resolveAuthSecret(config);
+    redis = config.RATE_LIMIT_REDIS_URL ? await connectRedis(config.RATE_LIMIT_REDIS_URL) : null;
     const app = buildServer({
       db: handle.db,
       authenticate: options.authenticate ?? createJwtAuthenticator({ secret, db: handle.db, appRole: config.DB_APP_ROLE }),
@@ -69,6 +72,12 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       panel: config.NODE_ENV !== 'production',
       exposeErrors: config.EXPOSE_ERRORS,
       logger: options.logger ?? { level: config.LOG_LEVEL, redact: ['req.headers.authorization'] },
+      metrics: config.METRICS && { token: config.METRICS_TOKEN },
+      rateLimit: {
+        perMinute: config.RATE_LIMIT_PER_MINUTE,
+        perIpPerMinute: config.RATE_LIMIT_PER_IP_PER_MINUTE,
+        ...(redis ? { redis } : {}),
+      },
     });
     const address = await app.listen({ port: config.PORT, host: config.HOST });
     const retention = config.VIEW_RETENTION_DAYS
@@ -88,12 +97,37 @@ export async function start(config: Config, options: StartOptions = {}): Promise
           await retention?.stop();
           await app.close(); // stops accepting and waits for in-flight requests
           await handle.close();
+          redis?.disconnect();
         })()),
     };
   } catch (err) {
     await handle.close();
+    redis?.disconnect();
     throw err;
   }
+}
+
+/**
+ * The rate limiter's Redis client (ioredis, loaded only when RATE_LIMIT_REDIS_URL is set). Commands fail at once
+ * while it is disconnected (no offline queue), so the limiter falls back to its per-process insurance limiter
+ * instead of making requests wait; it reconnects on its own. Start-up waits for the first connection.
+ */
+async function connectRedis(url: string): Promise<Redis> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true, connectTimeout: 5_000 });
+  client.on('error', () => {}); // reconnects by itself; the limiter's insurance covers the gap
+  try {
+    await client.connect();
+  } catch (err) {
+    client.disconnect();
+    const { hostname, port } = new URL(url); // never the password
+    throw new RedisUnavailableError(`RATE_LIMIT_REDIS_URL: cannot connect to Redis at ${hostname}:${port || 6379} (${(err as Error).message})`);
+  }
+  return client;
+}
+
+export class RedisUnavailableError extends Error {
+  override name = 'RedisUnavailableError';
 }
 
 /**
@@ -146,7 +180,7 @@ async function main() {
   try {
     server = await start(config);
   } catch (err) {
-    if (err instanceof UnsafeDatabaseError || err instanceof DataDirLockedError || err instanceof MigrationError) {
+    if (err instanceof UnsafeDatabaseError || err instanceof DataDirLockedError || err instanceof MigrationError || err instanceof RedisUnavailableError) {
       console.error(err.message);
       process.exit(1);
     }
@@ -158,6 +192,7 @@ async function main() {
     `  tRPC:    ${server.url}/trpc`,
     `  health:  ${server.url}/healthz`,
   ];
+  if (config.METRICS) lines.push(`  metrics: ${server.url}/metrics${config.METRICS_TOKEN ? ' (bearer METRICS_TOKEN)' : ''}`);
   if (config.NODE_ENV !== 'production') lines.push(`  panel:   ${server.url}/panel`);
   if (server.demoTokens.length > 0) {
     lines.push('', 'Demo bearer tokens (valid 7 days):');

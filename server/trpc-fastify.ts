@@ -1,14 +1,18 @@
 // tRPC on Fastify: tRPC's own request resolution (resolveResponse), with JSON answers sent as one buffered body.
 import type { AnyRouter } from '@trpc/server';
 import { incomingMessageToRequest } from '@trpc/server/adapters/node-http';
-import { resolveResponse, type HTTPErrorHandler, type ResolveHTTPRequestOptionsContextFn } from '@trpc/server/http';
+import { resolveResponse, type HTTPErrorHandler, type ResolveHTTPRequestOptionsContextFn, type ResponseMetaFn } from '@trpc/server/http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 export interface TrpcRouteOptions<TRouter extends AnyRouter> {
   router: TRouter;
   /** Builds the context from the Fastify request. */
-  createContext: (opts: { req: FastifyRequest; res: FastifyReply }) => ReturnType<ResolveHTTPRequestOptionsContextFn<TRouter>>;
+  createContext: (
+    opts: { req: FastifyRequest; res: FastifyReply } & Parameters<ResolveHTTPRequestOptionsContextFn<TRouter>>[0],
+  ) => ReturnType<ResolveHTTPRequestOptionsContextFn<TRouter>>;
   onError?: (opts: Omit<Parameters<HTTPErrorHandler<TRouter, Request>>[0], 'req'> & { req: FastifyRequest }) => void;
+  /** Status and headers from the context and outcome (tRPC's responseMeta). */
+  responseMeta?: ResponseMetaFn<TRouter>;
   maxBatchSize?: number;
   allowMethodOverride?: boolean;
 }
@@ -38,8 +42,9 @@ export function trpcRoutes<TRouter extends AnyRouter>(app: FastifyInstance, opti
       error: null,
       maxBatchSize: options.maxBatchSize,
       allowMethodOverride: options.allowMethodOverride,
-      createContext: () => options.createContext({ req, res: reply }),
+      createContext: (opts) => options.createContext({ ...opts, req, res: reply }),
       onError: options.onError ? (o) => options.onError!({ ...o, req }) : undefined,
+      responseMeta: options.responseMeta,
     });
     reply.code(response.status);
     for (const [name, value] of response.headers) reply.header(name, value);

@@ -1,10 +1,13 @@
 // All tRPC set-up: one initTRPC, the error formatter, and the only procedure builders routers may use.
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { initTRPC, TRPCError } from '@trpc/server';
 import { transformer } from '../client/transformer.ts';
 import { DatabaseUnavailableError, requestTimeoutOf } from '../db/client.ts';
 import { withTenantTransaction as inTenantTransaction } from '../db/queries/tenant-transaction.ts';
-import type { Context } from './context.ts';
+import type { Context, RequestOps } from './context.ts';
 import { formatError, isMissingUser, toClientError } from './errors.ts';
+import { countedErrors, OK_CODE } from './metrics.ts';
+import type { RateLimitDecision } from './rate-limit.ts';
 import { isValidSession } from './session.ts';
 
 /**
@@ -17,6 +20,76 @@ const t = initTRPC.context<Context>().create({
 });
 
 /** 2. Middleware. */
+
+/** Spans go to whatever tracer provider the host registered with @opentelemetry/api (none: a no-op). */
+const tracer = trace.getTracer('skill-views');
+
+/** tRPC error codes that are the server's fault (JSON-RPC -32603 and the 5xx family): the span's status is ERROR. */
+const serverFaults = new Set<string>(['INTERNAL_SERVER_ERROR', 'NOT_IMPLEMENTED', 'BAD_GATEWAY', 'SERVICE_UNAVAILABLE', 'GATEWAY_TIMEOUT']);
+
+/**
+ * Outermost on every procedure: one span `trpc.<path>` (attributes: procedure, type, outcome code, batch size),
+ * active while the call runs so the request transaction's span is its child, and the call's count and duration
+ * in the server's metrics. Errors raised before any procedure runs (unknown path, refused method) are counted by
+ * the HTTP route's onError instead.
+ */
+const observe = t.middleware(async ({ ctx, path, type, next }) => {
+  const metrics = ctx.ops?.metrics;
+  const started = metrics ? performance.now() : 0;
+  const settle = (result: Awaited<ReturnType<typeof next>>) => {
+    const code = result.ok ? OK_CODE : result.error.code;
+    if (metrics) {
+      metrics.recordCall(path, code, (performance.now() - started) / 1000);
+      if (!result.ok) countedErrors.add(result.error);
+    }
+    return code;
+  };
+  if (ctx.ops?.tracing === false) {
+    const result = await next();
+    settle(result);
+    return result;
+  }
+  const attributes = { 'rpc.system': 'trpc', 'rpc.method': path, 'trpc.procedure': path, 'trpc.type': type, ...(ctx.batchSize === undefined ? {} : { 'trpc.batch_size': ctx.batchSize }) };
+  return tracer.startActiveSpan(`trpc.${path}`, { kind: SpanKind.INTERNAL, attributes }, async (span) => {
+    try {
+      const result = await next();
+      const code = settle(result);
+      span.setAttribute('trpc.code', code);
+      if (serverFaults.has(code)) span.setStatus({ code: SpanStatusCode.ERROR });
+      return result;
+    } finally {
+      span.end();
+    }
+  });
+});
+
+/** Keeps the most restrictive decision of a request's calls for its `RateLimit-*` headers (a refusal wins). */
+function noteDecision(ops: RequestOps, d: RateLimitDecision) {
+  const current = ops.rateLimit;
+  if (!current || (!d.allowed && current.allowed) || (d.allowed === current.allowed && d.remaining < current.remaining)) ops.rateLimit = d;
+}
+
+/**
+ * RATE_LIMIT_PER_MINUTE: takes one call from the caller's allowance (each call of a batch counts), after the
+ * session is known and before the input is parsed or a connection taken, so a refused call writes nothing.
+ * Only HTTP requests carry a limiter; server-side callers are not limited.
+ */
+const limitCalls = t.middleware(async ({ ctx, next }) => {
+  const ops = ctx.ops;
+  if (ops?.limits && ctx.session) {
+    const decision = await ops.limits.takeCall(ctx.session);
+    if (decision) {
+      noteDecision(ops, decision);
+      if (!decision.allowed) {
+        throw new TRPCError({
+          code: 'TOO_MANY_REQUESTS',
+          message: `Rate limit exceeded (${decision.limit} calls per minute): retry in ${decision.resetSeconds} s`,
+        });
+      }
+    }
+  }
+  return next();
+});
 
 /** The caller's session, or UNAUTHORIZED (a missing session or one whose ids are not uuids). */
 function sessionOf(ctx: Context) {
@@ -46,16 +119,31 @@ const withTenantTransaction = t.middleware(async ({ ctx, next }) => {
   const remaining = ctx.deadline === undefined ? undefined : ctx.deadline - Date.now();
   try {
     if (remaining !== undefined && remaining <= 0) throw new DatabaseUnavailableError('REQUEST_TIMEOUT', requestTimeoutOf(ctx.db));
-    return await inTenantTransaction(
-      ctx.db,
-      { role: ctx.appRole, tenantId, userId },
-      async (tx) => {
-        const result = await next({ ctx: { session, db: tx, viewer: { tenantId, userId } } });
-        if (!result.ok) throw result.error;
+    const run = () =>
+      inTenantTransaction(
+        ctx.db,
+        { role: ctx.appRole, tenantId, userId },
+        async (tx) => {
+          const result = await next({ ctx: { session, db: tx, viewer: { tenantId, userId } } });
+          if (!result.ok) throw result.error;
+          return result;
+        },
+        { timeoutMs: remaining }, // undefined: the database's full limit
+      );
+    if (ctx.ops?.tracing === false) return await run();
+    // No instrumentation of postgres.js's own is used (README, Operations): one span around the whole transaction.
+    return await tracer.startActiveSpan('db.transaction', { kind: SpanKind.CLIENT, attributes: { 'db.system': 'postgresql' } }, async (span) => {
+      try {
+        const result = await run();
+        span.setAttribute('db.transaction.outcome', 'commit');
         return result;
-      },
-      { timeoutMs: remaining }, // undefined: the database's full limit
-    );
+      } catch (err) {
+        span.setAttribute('db.transaction.outcome', 'rollback');
+        throw err;
+      } finally {
+        span.end();
+      }
+    });
   } catch (err) {
     if (isMissingUser(err)) ctx.revokeSession?.(session);
     throw toClientError(err);
@@ -64,16 +152,17 @@ const withTenantTransaction = t.middleware(async ({ ctx, next }) => {
 
 /** 3. The building blocks routers may use; nothing else is exported, so nothing bypasses the middleware. */
 export const router = t.router;
-export const publicProcedure = t.procedure;
+export const publicProcedure = t.procedure.use(observe);
 export const createCallerFactory = t.createCallerFactory;
 
-const authenticated = t.procedure.use(requireSession);
+const authenticated = publicProcedure.use(requireSession).use(limitCalls);
 const inTransaction = authenticated.use(withTenantTransaction);
 
 /**
  * The builder for every procedure that reads or writes the caller's data: `tenantProcedure.input(schema)`
- * then `.query()` / `.mutation()`. The session is checked first, then the input is validated, and only then
- * is a connection taken and the request transaction opened, so a bad input never reaches the database.
+ * then `.query()` / `.mutation()`. The session is checked first, then the call is counted against the
+ * caller's rate limit, then the input is validated, and only then is a connection taken and the request
+ * transaction opened, so neither a refused call nor a bad input reaches the database.
  */
 export const tenantProcedure = {
   input: <TSchema extends Parameters<typeof authenticated.input>[0]>(schema: TSchema) =>

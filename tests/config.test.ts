@@ -32,6 +32,9 @@ describe('loadConfig', () => {
       REQUEST_TIMEOUT_MS: 10_000,
       EXPOSE_ERRORS: false,
       LOG_LEVEL: 'info',
+      METRICS: true,
+      RATE_LIMIT_PER_MINUTE: 1200,
+      RATE_LIMIT_PER_IP_PER_MINUTE: 60,
     });
   });
 
@@ -91,6 +94,15 @@ describe('loadConfig', () => {
     ['VIEW_RETENTION_DAYS', { VIEW_RETENTION_DAYS: '-30' }],
     ['VIEW_RETENTION_DAYS', { VIEW_RETENTION_DAYS: '1.5' }],
     ['VIEW_RETENTION_DAYS', { VIEW_RETENTION_DAYS: '30d' }],
+    ['METRICS', { METRICS: 'sometimes' }],
+    ['METRICS_TOKEN', { METRICS_TOKEN: 'short' }],
+    ['METRICS_TOKEN', { METRICS_TOKEN: 'has spaces in the middle of it' }],
+    ['RATE_LIMIT_PER_MINUTE', { RATE_LIMIT_PER_MINUTE: '-1' }],
+    ['RATE_LIMIT_PER_MINUTE', { RATE_LIMIT_PER_MINUTE: '100/min' }],
+    ['RATE_LIMIT_PER_MINUTE', { RATE_LIMIT_PER_MINUTE: '1.5' }],
+    ['RATE_LIMIT_PER_IP_PER_MINUTE', { RATE_LIMIT_PER_IP_PER_MINUTE: 'lots' }],
+    ['RATE_LIMIT_REDIS_URL', { RATE_LIMIT_REDIS_URL: '127.0.0.1:6379' }],
+    ['RATE_LIMIT_REDIS_URL', { RATE_LIMIT_REDIS_URL: 'http://cache:6379' }],
   ] as [string, NodeJS.ProcessEnv][])('rejects a bad %s, naming it: %j', (variable, env) => {
     const error = configError(env);
     expect(error.message).toMatch(/^Invalid configuration:/);
@@ -123,6 +135,27 @@ describe('loadConfig', () => {
     expect(loadConfig({}).VIEW_RETENTION_DAYS).toBeUndefined();
     expect(loadConfig({ VIEW_RETENTION_DAYS: '' }).VIEW_RETENTION_DAYS).toBeUndefined();
     expect(configError({ VIEW_RETENTION_DAYS: '0' }).message).toMatch(/^ {2}VIEW_RETENTION_DAYS: /m);
+  });
+
+  it('serves metrics by default outside production only; METRICS overrides either way', () => {
+    expect(loadConfig({}).METRICS).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'test' }).METRICS).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: goodSecret }).METRICS).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: goodSecret, METRICS: 'true' }).METRICS).toBe(true);
+    expect(loadConfig({ METRICS: 'off' }).METRICS).toBe(false);
+    expect(loadConfig({ METRICS: '' }).METRICS).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: goodSecret, METRICS: ' ' }).METRICS).toBe(false);
+  });
+
+  it('reads METRICS_TOKEN, the rate limits (0 turns one off) and the Redis URL', () => {
+    const token = 'm'.repeat(16);
+    expect(loadConfig({ METRICS_TOKEN: token }).METRICS_TOKEN).toBe(token);
+    expect(loadConfig({ METRICS_TOKEN: '' }).METRICS_TOKEN).toBeUndefined();
+    expect(
+      loadConfig({ RATE_LIMIT_PER_MINUTE: '60', RATE_LIMIT_PER_IP_PER_MINUTE: '0', RATE_LIMIT_REDIS_URL: 'redis://127.0.0.1:6379/2' }),
+    ).toMatchObject({ RATE_LIMIT_PER_MINUTE: 60, RATE_LIMIT_PER_IP_PER_MINUTE: 0, RATE_LIMIT_REDIS_URL: 'redis://127.0.0.1:6379/2' });
+    expect(loadConfig({ RATE_LIMIT_REDIS_URL: 'rediss://cache.internal:6380' }).RATE_LIMIT_REDIS_URL).toBe('rediss://cache.internal:6380');
+    expect(loadConfig({}).RATE_LIMIT_REDIS_URL).toBeUndefined();
   });
 
   it('treats empty values as unset', () => {

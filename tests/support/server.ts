@@ -54,6 +54,10 @@ export interface TestServerOptions {
   authenticate?: Authenticator;
   /** Fastify/pino logger options; default no logs. */
   logger?: ServerOptions['logger'];
+  /** /metrics (default off) and its token. */
+  metrics?: ServerOptions['metrics'];
+  /** Rate limits (default none). */
+  rateLimit?: ServerOptions['rateLimit'];
 }
 
 /**
@@ -73,6 +77,8 @@ export async function startTestServer(
     panel: options.panel ?? false,
     exposeErrors: options.exposeErrors ?? false,
     logger: options.logger ?? false,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.rateLimit ? { rateLimit: options.rateLimit } : {}),
   });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   const trpcUrl = `${url}/trpc`;
