@@ -11,7 +11,7 @@ import { createCaller } from '../server/router.ts';
 import { publicProcedure, router } from '../server/trpc.ts';
 import { trpcRoutes } from '../server/trpc-fastify.ts';
 
-export type Layer = 'fastify' | 'trpc-official' | 'trpc' | 'caller' | 'app';
+export type Layer = 'fastify' | 'trpc-official' | 'trpc' | 'caller' | 'app' | 'app-ops' | 'ops-pair';
 export interface LayerServerConfig {
   layer: Layer;
   url: string;
@@ -19,7 +19,10 @@ export interface LayerServerConfig {
   appRole: string;
 }
 export type LayerRequest = { type: 'cpu' } | { type: 'run'; ms: number; concurrency: number } | { type: 'close' };
-export type LayerMessage = { type: 'ready'; address: string | null } | { type: 'cpu'; micros: number } | { type: 'ran'; calls: number };
+export type LayerMessage =
+  | { type: 'ready'; address: string | null; /** ops-pair: the app's address, then app-ops's */ pair?: [string, string] }
+  | { type: 'cpu'; micros: number }
+  | { type: 'ran'; calls: number };
 
 const config = JSON.parse(process.env.LAYER_SERVER_CONFIG ?? 'null') as LayerServerConfig | null;
 if (!config || !process.send) throw new Error('bench/http-layers-server.ts is started by bench/http-layers.ts');
@@ -43,9 +46,33 @@ const noop = router({ changeSummary: publicProcedure.input(z.strictObject({ skil
 const noopContext = async () => createContextInner({ db: null as never, session: null });
 const handle = config.layer === 'fastify' || config.layer.startsWith('trpc') ? null : createDb({ url: config.url });
 let address: string | null = null;
+let pair: [string, string] | undefined;
 let close = async () => {};
 
-if (config.layer === 'caller') {
+/** The real server, with the operations layer off (app) or on (app-ops). */
+function realServer(ops: boolean) {
+  return buildServer({
+    db: handle!.db,
+    authenticate: createJwtAuthenticator({ secret: config!.secret, db: handle!.db, appRole: config!.appRole }),
+    appRole: config!.appRole,
+    panel: false,
+    exposeErrors: false,
+    logger: false,
+    ...(ops ? { metrics: {}, rateLimit: { perMinute: 1_000_000_000, perIpPerMinute: 60 }, tracing: true } : { tracing: false }),
+  });
+}
+
+if (config.layer === 'ops-pair') {
+  // Both real servers in this one process, driven in turn for short slices: the process's CPU during a slice is
+  // that server's, and the two share the process, its JIT state and the machine's drift.
+  const off = realServer(false);
+  const on = realServer(true);
+  pair = [await off.listen({ port: 0, host: '127.0.0.1' }), await on.listen({ port: 0, host: '127.0.0.1' })];
+  close = async () => {
+    await off.close();
+    await on.close();
+  };
+} else if (config.layer === 'caller') {
   // No HTTP at all: the same call through createCaller, driven from inside this process.
   const session = { tenantId: demoIds.acme, userId: demoIds.ada };
   process.on('message', (message: LayerRequest) => {
@@ -62,17 +89,10 @@ if (config.layer === 'caller') {
     ).then(() => send({ type: 'ran', calls }));
   });
 } else {
-  const app =
-    config.layer === 'app'
-      ? buildServer({
-          db: handle!.db,
-          authenticate: createJwtAuthenticator({ secret: config.secret, db: handle!.db, appRole: config.appRole }),
-          appRole: config.appRole,
-          panel: false,
-          exposeErrors: false,
-          logger: false,
-        })
-      : Fastify({ logger: false });
+  // app: the real server with the operations layer off (no metrics, no rate limits, no spans); app-ops: with
+  // /metrics, both rate limiters in memory (a limit no caller reaches, so every call does the limiter's work and
+  // passes) and the spans through @opentelemetry/api without an SDK, as in production without a tracing host.
+  const app = config.layer === 'app' || config.layer === 'app-ops' ? realServer(config.layer === 'app-ops') : Fastify({ logger: false });
   if (config.layer === 'fastify') {
     // The HTTP floor: Fastify answering a fixed body of the same size, no tRPC.
     const body = JSON.stringify({ result: { data: { json: { ...sampleAnswer, lastViewedAt: sampleAnswer.lastViewedAt.toISOString() } } } });
@@ -106,4 +126,4 @@ process.on('message', (message: LayerRequest) => {
       .finally(() => process.exit(0));
   }
 });
-send({ type: 'ready', address });
+send({ type: 'ready', address, ...(pair ? { pair } : {}) });
