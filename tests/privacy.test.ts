@@ -287,6 +287,30 @@ describe.each(engines)('privacy controls on $name', (engine) => {
       expect(await fingerprint(h.db, b.tenantId)).toEqual(before.b);
     });
 
+    it('a temporary table named pg_class claiming the caller owns user_skill_views changes nothing either', async () => {
+      // Any role with TEMP (PUBLIC has it by default) may create pg_temp.pg_class; an unqualified pg_class in
+      // skillviews_owner_maintenance() would read it (pg_temp is searched first unless listed) and let the app role
+      // read and delete every tenant's views.
+      const { a, b, scope } = await seed();
+      const before = { peer: await fingerprint(h.db, a.tenantId, a.userIds[1]!), b: await fingerprint(h.db, b.tenantId) };
+      const result = await withTenantTransaction(h.db, scope, async (tx) => {
+        await tx.execute(sql`create temp table pg_class (oid oid, relowner oid) on commit drop`);
+        await tx.execute(sql`insert into pg_temp.pg_class
+          values ('public.user_skill_views'::regclass, (select oid from pg_catalog.pg_roles where rolname = current_user))`);
+        await tx.execute(sql`select set_config('skillviews.maintenance', 'retention', true)`);
+        const [claim] = await query<{ owner: boolean }>(tx, sql`select skillviews_owner_maintenance() as owner`);
+        const visible = await query(tx, sql`select 1 from user_skill_views`);
+        return { claim, visible: visible.length, deleted: await handDeletes(tx, a, b) };
+      });
+      expect(result).toEqual({
+        claim: { owner: false },
+        visible: 2,
+        deleted: { peer: [], tenantB: [], tenantBUser: [], everything: ['A0', 'A0'] },
+      });
+      expect(await fingerprint(h.db, a.tenantId, a.userIds[1]!)).toEqual(before.peer);
+      expect(await fingerprint(h.db, b.tenantId)).toEqual(before.b);
+    });
+
     it('the same deletes do reach other rows when a policy is broken (rolled back): the checks above are not vacuous', async () => {
       const { a, b, scope } = await seed();
       const before = { peer: await fingerprint(h.db, a.tenantId, a.userIds[1]!), b: await fingerprint(h.db, b.tenantId) };

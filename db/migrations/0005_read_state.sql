@@ -3,11 +3,13 @@
 -- skills-first index. Triggers and the backfill of existing rows are in 0006.
 -- True only in the table owner's retention job: the owner's privileges and skillviews.maintenance = 'retention'
 -- in its transaction. Requests run as the application role, which is never a member of the owner.
+-- Every name is schema-qualified and pg_temp comes last: a temporary table named pg_class (any role with TEMP may
+-- make one) must not answer for the catalogue.
 CREATE OR REPLACE FUNCTION "skillviews_owner_maintenance"() RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
-  SELECT coalesce(current_setting('skillviews.maintenance', true), '') = 'retention'
-     AND pg_has_role(current_user, c.relowner, 'USAGE')
-  FROM pg_class c WHERE c.oid = 'public.user_skill_views'::regclass
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(pg_catalog.current_setting('skillviews.maintenance', true), '') = 'retention'
+     AND pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
+  FROM pg_catalog.pg_class c WHERE c.oid = 'public.user_skill_views'::pg_catalog.regclass
 $$;--> statement-breakpoint
 CREATE TABLE "skill_revisions" (
 	"tenant_id" uuid NOT NULL,

@@ -18,9 +18,10 @@ CREATE TEMPORARY TABLE "skillviews_legacy_state" ON COMMIT DROP AS
   SELECT v.tenant_id, v.user_id, v.skill_id,
          (s.updated_at > v.last_viewed_at OR coalesce(pv.version, 0) > coalesce(v.last_viewed_version, 0)) AS unseen,
          v.last_viewed_version,
-         CASE WHEN lv.id IS NOT NULL THEN lv.name ELSE s.name END AS seen_name,
-         CASE WHEN lv.id IS NOT NULL THEN lv.description ELSE s.description END AS seen_description,
-         lv.version AS seen_version,
+         -- A seen version whose row is gone: its number is known, its name and description are not.
+         CASE WHEN lv.id IS NOT NULL THEN lv.name WHEN v.last_viewed_version IS NULL THEN s.name END AS seen_name,
+         CASE WHEN lv.id IS NOT NULL THEN lv.description WHEN v.last_viewed_version IS NULL THEN s.description END AS seen_description,
+         v.last_viewed_version AS seen_version,
          s.name AS cur_name, s.description AS cur_description, pv.version AS cur_version
   FROM "user_skill_views" v
   JOIN "skills" s ON s.tenant_id = v.tenant_id AND s.id = v.skill_id
@@ -63,7 +64,7 @@ ALTER TABLE "user_tracking_preferences" FORCE ROW LEVEL SECURITY;--> statement-b
 -- writing transaction (which holds the row lock, so revisions of one skill are numbered in commit order). Any
 -- other value written to content_revision is ignored. Each revision's content is recorded in skill_revisions.
 CREATE OR REPLACE FUNCTION "skills_content_revision"() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
     NEW.content_revision := 1;
@@ -78,7 +79,7 @@ BEGIN
 END
 $$;--> statement-breakpoint
 CREATE OR REPLACE FUNCTION "skills_record_revision"() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
   IF TG_OP = 'INSERT' OR NEW.content_revision <> OLD.content_revision THEN
     INSERT INTO public.skill_revisions (tenant_id, skill_id, revision, name, description, published_version)
@@ -97,7 +98,7 @@ CREATE TRIGGER "skills_record_revision" AFTER INSERT OR UPDATE ON "skills"
 
 -- Feedback carries its inserting (top-level) transaction, whatever the writer sends.
 CREATE OR REPLACE FUNCTION "skill_feedback_stamp_xid"() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   NEW.created_xid := pg_current_xact_id();
   RETURN NEW;
@@ -115,7 +116,7 @@ ALTER TABLE "user_skill_views" ADD CONSTRAINT "user_skill_views_pk" PRIMARY KEY 
 -- The app role's grants, now with the read state: SELECT on the revision history, DELETE on the caller's own view
 -- rows (forgetMyViews; the personal policy limits it to them) and the caller's tracking preference.
 CREATE OR REPLACE FUNCTION "skillviews_ensure_app_role"(role_name text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   may_create_roles boolean;
 BEGIN

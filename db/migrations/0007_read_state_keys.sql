@@ -35,7 +35,7 @@ ALTER TABLE "user_skill_views" FORCE ROW LEVEL SECURITY;--> statement-breakpoint
 -- The content revision (as in 0006), now with the published version's number and the content key. Any other value
 -- written to these three columns is ignored.
 CREATE OR REPLACE FUNCTION "skills_content_revision"() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
     NEW.content_revision := 1;
@@ -67,7 +67,7 @@ BEGIN
 END
 $$;--> statement-breakpoint
 CREATE OR REPLACE FUNCTION "skills_record_revision"() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
   IF TG_OP = 'INSERT' OR NEW.content_revision <> OLD.content_revision THEN
     INSERT INTO public.skill_revisions (tenant_id, skill_id, revision, name, description, published_version, content_key)
@@ -81,7 +81,7 @@ $$;--> statement-breakpoint
 -- or the owner importing rows): one primary-key lookup in skill_revisions, only when seen_revision changes. No
 -- history row (seen_revision 0): key 0, equal to no skill's, so the content reads as unseen.
 CREATE OR REPLACE FUNCTION "user_skill_views_seen_content"() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
   seen record;
 BEGIN
