@@ -7,12 +7,20 @@ type ErrorClass = abstract new (...args: never[]) => Error;
 
 /**
  * Opens the owner's database (DATABASE_DIRECT_URL, else DATABASE_URL, one unnamed-statement connection; or the
- * embedded database in PGLITE_DIR), runs `task`, and closes it. A locked data directory exits 1 at once; an error
+ * embedded database in PGLITE_DIR), runs `task`, and closes it. Bad configuration or a locked data directory exits 1
+ * at once, naming the problem; an error
  * of one of the `expected` classes prints its message and sets exit code 1 (anything else is a crash, with a stack).
  */
 export async function runAsOwner(task: (handle: DbHandle, config: Config) => Promise<void>, expected: ErrorClass[]): Promise<void> {
-  const { loadConfig } = await import('../server/config.ts');
-  const config = loadConfig();
+  const { ConfigError, loadConfig } = await import('../server/config.ts');
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(err.message);
+    process.exit(1);
+  }
   const url = config.DATABASE_DIRECT_URL ?? config.DATABASE_URL;
   let handle: DbHandle;
   try {

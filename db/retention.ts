@@ -47,6 +47,10 @@ export async function pruneExpiredViews(handle: DbHandle, options: { days: numbe
 
 async function prune(tx: Executor, days: number): Promise<PruneResult> {
   await pinSettings(tx);
+  const [migrated] = rowsOf<{ ok: boolean }>(
+    await tx.execute(sql`select pg_catalog.to_regprocedure('public.skillviews_owner_maintenance()') is not null as ok`),
+  );
+  if (!migrated?.ok) throw new RetentionError('the database has no skill-views tables yet: run npm run db:migrate first');
   await tx.execute(sql`select pg_catalog.set_config('skillviews.maintenance', 'retention', true)`);
   const [state] = rowsOf<{ locked: boolean; owner: boolean }>(
     await tx.execute(sql`select pg_try_advisory_xact_lock(${RETENTION_LOCK_KEY}) as locked,
@@ -70,11 +74,16 @@ async function prune(tx: Executor, days: number): Promise<PruneResult> {
 // or the embedded database in PGLITE_DIR.
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const { runAsOwner } = await import('./cli.ts');
+  const { retentionDays } = await import('../server/config.ts');
   await runAsOwner(async (handle, config) => {
     const flag = process.argv.indexOf('--days');
-    const days = flag >= 0 ? Number(process.argv[flag + 1]) : config.VIEW_RETENTION_DAYS;
-    if (days === undefined || !Number.isInteger(days) || days < 1) {
-      throw new RetentionError('Set VIEW_RETENTION_DAYS (or pass --days N): how many days a view row is kept since its last view');
+    // --days obeys the same rule as VIEW_RETENTION_DAYS (server/config.ts).
+    const parsed = flag >= 0 ? retentionDays.safeParse(process.argv[flag + 1]) : null;
+    const days = parsed ? (parsed.success ? parsed.data : undefined) : config.VIEW_RETENTION_DAYS;
+    if (days === undefined) {
+      throw new RetentionError(
+        'Set VIEW_RETENTION_DAYS (or pass --days N, 1 to 36500): how many days a view row is kept since its last view',
+      );
     }
     const result = await pruneExpiredViews(handle, { days, url: config.DATABASE_DIRECT_URL ?? config.DATABASE_URL });
     console.log(

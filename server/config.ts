@@ -28,6 +28,9 @@ const optionalFlag = z.preprocess(
     .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1' || v === 'yes' || v === 'on')),
 );
 
+/** VIEW_RETENTION_DAYS (and `npm run db:prune -- --days N`): whole days, 1 to 36500; unset: keep forever. */
+export const retentionDays = z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(36_500).optional());
+
 export const configSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -55,7 +58,7 @@ export const configSchema = z
     ),
     DB_POOL_SIZE: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(100).default(10)),
     /** Delete view rows not refreshed for this many days, once a day (unset: keep them forever). */
-    VIEW_RETENTION_DAYS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(36_500).optional()),
+    VIEW_RETENTION_DAYS: retentionDays,
     /** Serve Prometheus metrics at /metrics (default true outside production, false in production). */
     METRICS: optionalFlag,
     /** When set, /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (else 401). */
