@@ -132,9 +132,9 @@ async function seedReadState(url: string, appRole: string): Promise<{ ms: number
     for (const c of cases) {
       await sql.unsafe(`
         insert into user_skill_views (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version,
-                                      view_count${readState ? ', seen_revision, seen_snapshot' : ''})
+                                      view_count${readState ? ', seen_revision, seen_feedback' : ''})
         select s.tenant_id, u.id, s.id, x.at - random() * interval '60 days', x.at, pv.version, 1 + floor(random() * 10)::int
-               ${readState ? ', s.content_revision, pg_current_snapshot()' : ''}
+               ${readState ? ', s.content_revision, s.feedback_seq' : ''}
         from tenants t
         join users u on u.tenant_id = t.id and u.email like 'subject@%'
         join lateral (select * from skills s where s.tenant_id = t.id order by md5(s.id::text) limit ${c.views}) s on true
@@ -171,7 +171,7 @@ async function seedReadState(url: string, appRole: string): Promise<{ ms: number
       await sql.unsafe(`
         create schema bench_read_state;
         create table bench_read_state.saved as
-          select tenant_id, user_id, skill_id, seen_revision, seen_snapshot from user_skill_views;
+          select tenant_id, user_id, skill_id, seen_revision, seen_feedback from user_skill_views;
         alter table bench_read_state.saved add primary key (tenant_id, user_id, skill_id)`);
     }
     await sql.unsafe(`vacuum (analyze)`);
@@ -234,11 +234,11 @@ async function timed(invoke: () => Promise<unknown>, ms: number): Promise<PhaseR
 /** Restores the subject's seen state saved at seeding (only the rows markAllSeen changed). Untimed. */
 async function redirty(sql: postgres.Sql, s: Subject): Promise<number> {
   const rows = await sql`
-    update user_skill_views v set seen_revision = b.seen_revision, seen_snapshot = b.seen_snapshot
+    update user_skill_views v set seen_revision = b.seen_revision, seen_feedback = b.seen_feedback
     from bench_read_state.saved b
     where v.tenant_id = ${s.tenantId} and v.user_id = ${s.userId}
       and b.tenant_id = v.tenant_id and b.user_id = v.user_id and b.skill_id = v.skill_id
-      and (v.seen_revision <> b.seen_revision or v.seen_snapshot::text is distinct from b.seen_snapshot::text)`;
+      and (v.seen_revision <> b.seen_revision or v.seen_feedback <> b.seen_feedback)`;
   return rows.count;
 }
 

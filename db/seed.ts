@@ -330,9 +330,9 @@ async function seedDemoTenant(
         await tx.execute(sql`
           insert into user_skill_views
             (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count,
-             seen_revision, seen_snapshot)
+             seen_revision, seen_feedback)
           select s.tenant_id, ${viewerId}::uuid, s.id, ${iso(daysAgo(days + history.firstDaysBefore))}, ${iso(daysAgo(days))},
-                 pv.version, ${history.visits}::int, s.content_revision, pg_current_snapshot()
+                 pv.version, ${history.visits}::int, s.content_revision, s.feedback_seq
           from skills s left join skill_versions pv on pv.id = s.published_version_id
           where s.tenant_id = ${tenant.id}::uuid and s.id = ${ids.get(spec)!}::uuid`);
       }

@@ -95,9 +95,9 @@ describe.each(engines)('bad inputs on $name', (engine) => {
 
   /** What the one view row saw (revision and snapshot), which a rejected markSeen / markAllSeen must not move. */
   const seenState = async () => {
-    const rows = await query<{ seen_revision: unknown; seen_snapshot: unknown }>(
+    const rows = await query<{ seen_revision: unknown; seen_feedback: unknown }>(
       server.db,
-      sql`select seen_revision::text as seen_revision, seen_snapshot::text as seen_snapshot
+      sql`select seen_revision::text as seen_revision, seen_feedback::text as seen_feedback
           from user_skill_views where tenant_id = ${t.tenantId}::uuid and skill_id = ${skillId}::uuid`,
     );
     return rows[0];

@@ -29,7 +29,7 @@ async function viewRow(h: DbHandle, t: TenantFixture, userId: string, skillId: s
   const rows = await query<Record<string, unknown>>(
     h.db,
     sql`select first_viewed_at::text as first, last_viewed_at::text as last, last_viewed_version, view_count,
-               seen_revision::text as seen_revision, seen_snapshot::text as seen_snapshot
+               seen_revision::text as seen_revision, seen_feedback::text as seen_feedback
         from user_skill_views where tenant_id = ${t.tenantId}::uuid and user_id = ${userId}::uuid and skill_id = ${skillId}::uuid`,
   );
   return rows[0] ?? null;

@@ -347,8 +347,8 @@ describe.each(engines)('read state on $name', (engine) => {
             select ${t.tenantId}::uuid, 'bulk ' || g, 'bulk-' || g, 'bulk', 'Testing', 'published'
             from generate_series(1, ${total}::int) g`);
           await tx.execute(sql`insert into user_skill_views
-              (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, view_count, seen_revision, seen_snapshot)
-            select s.tenant_id, ${me}::uuid, s.id, now(), now(), 1, s.content_revision, pg_current_snapshot()
+              (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, view_count, seen_revision, seen_feedback)
+            select s.tenant_id, ${me}::uuid, s.id, now(), now(), 1, s.content_revision, s.feedback_seq
             from skills s where s.tenant_id = ${t.tenantId}::uuid`);
         },
         { userId: me },

@@ -205,9 +205,9 @@ async function seed(db: Database): Promise<void> {
       const view = s.view;
       for (const userId of [U.caller, U.http, U.reader]) {
         await tx.execute(sql`insert into user_skill_views
-            (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count, seen_revision, seen_snapshot)
+            (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count, seen_revision, seen_feedback)
           select ${TENANT}::uuid, ${userId}::uuid, s.id, ${view.first.toISOString()}::timestamptz, ${view.last.toISOString()}::timestamptz,
-                 ${view.version}::int, ${view.count}::int, s.content_revision, pg_current_snapshot()
+                 ${view.version}::int, ${view.count}::int, s.content_revision, s.feedback_seq
           from skills s where s.id = ${s.id}::uuid`);
       }
     }
@@ -274,9 +274,6 @@ async function createShadow(c: postgres.Sql): Promise<void> {
       published_version int, created_at timestamptz, junk text default 'shadow');
     create table shadow.user_tracking_preferences (tenant_id uuid, user_id uuid, tracking_enabled boolean,
       updated_at timestamptz, junk text default 'shadow');
-    -- Would make every feedback look seen, and every view see the same snapshot.
-    create function shadow.pg_visible_in_snapshot(xid8, pg_snapshot) returns boolean language sql as $$ select true $$;
-    create function shadow.pg_current_snapshot() returns pg_snapshot language sql as $$ select '1:1:'::pg_snapshot $$;
     -- Would replace the real functions for any statement resolved under this search_path.
     create function shadow.now() returns timestamptz language sql stable as $$ select timestamptz '${SHADOW_NOW}' $$;
     create function shadow.gen_random_uuid() returns uuid language sql as $$ select '00000000-0000-4000-8000-00000000dead'::uuid $$;

@@ -36,7 +36,7 @@ interface SummaryRow {
  * One statement, a pure read, by the one definition of "changed since seen" (db/queries/seen.ts): when the
  * content is unseen, `version_bump` (from the published version the caller saw to the current one) and
  * `details_updated` (exactly the fields that differ from the revision the caller saw); `new_feedback` counts
- * others' feedback the caller's last seen snapshot could not see. Empty right after recordView or markSeen.
+ * others' feedback numbered above what the caller last saw. Empty right after recordView or markSeen.
  * Returns null when the skill does not exist in the caller's tenant.
  */
 export async function changeSummary(

@@ -43,11 +43,11 @@ export interface RecordViewResult {
 }
 
 /**
- * Records that the user opened a skill, in one statement: resolves the skill's current published version and
- * content revision, takes the statement's snapshot, locks and reads the previous view row, and upserts (count + 1,
- * time from the database clock). What was seen only moves forward: `last_viewed_at`, `last_viewed_version` and
- * `seen_revision` keep the greater value, `seen_snapshot` the later snapshot, so out-of-order commits or a view
- * while the skill is unpublished never move them back. When the user turned tracking off, nothing is written
+ * Records that the user opened a skill, in one statement: resolves the skill's current published version, content
+ * revision and feedback count, locks and reads the previous view row, and upserts (count + 1, time from the
+ * database clock). What was seen only moves forward: `last_viewed_at`, `last_viewed_version`, `seen_revision` and
+ * `seen_feedback` keep the greater value, so out-of-order commits or a view while the skill is unpublished never
+ * move them back. When the user turned tracking off, nothing is written
  * (`tracked: false`). Returns null when the skill does not exist in the caller's tenant.
  *
  * `prev` takes FOR UPDATE so a concurrent recorder of the same row is waited for and its committed
@@ -60,7 +60,7 @@ export async function recordView(db: Executor, scope: ViewerScope, skillId: stri
     db,
     sql`
     with target as (
-      select s.id, s.published_version as version, s.content_revision, pg_current_snapshot() as snapshot,
+      select s.id, s.published_version as version, s.content_revision, s.feedback_seq,
              not exists (select 1 from user_tracking_preferences p
                          where p.tenant_id = ${scope.tenantId}::uuid and p.user_id = ${scope.userId}::uuid
                            and not p.tracking_enabled) as tracked
@@ -77,17 +77,17 @@ export async function recordView(db: Executor, scope: ViewerScope, skillId: stri
     up as (
       insert into user_skill_views as v
         (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count,
-         seen_revision, seen_snapshot)
+         seen_revision, seen_feedback)
       -- joining prev makes it run (and lock) before the insert
       select ${scope.tenantId}::uuid, ${scope.userId}::uuid, target.id, now(), now(), target.version, 1,
-             target.content_revision, target.snapshot
+             target.content_revision, target.feedback_seq
       from target left join prev on true
       where target.tracked
       on conflict (tenant_id, user_id, skill_id) do update set
         last_viewed_at = greatest(v.last_viewed_at, excluded.last_viewed_at),
         last_viewed_version = greatest(v.last_viewed_version, excluded.last_viewed_version),
         view_count = v.view_count + 1,
-        ${seenAssignments({ revision: sql`excluded.seen_revision`, snapshot: sql`excluded.seen_snapshot` })}
+        ${seenAssignments({ revision: sql`excluded.seen_revision`, feedback: sql`excluded.seen_feedback` })}
       returning v.skill_id, v.first_viewed_at, v.last_viewed_at, v.last_viewed_version, v.view_count
     )
     select target.id as skill_id, target.tracked,
@@ -176,7 +176,7 @@ export async function viewsForSkills(
 
 /**
  * Marks skills as seen without counting a visit: for each listed skill the caller viewed that has unseen content
- * or feedback, what the statement sees becomes what was seen (revision and snapshot; view_count, first_viewed_at,
+ * or feedback, what the statement sees becomes what was seen (revision and feedback count; view_count, first_viewed_at,
  * last_viewed_at and last_viewed_version unchanged). `skillIds` null: every skill the caller viewed (any window).
  * Never-viewed and other tenants' skills are skipped. Returns how many rows had something unseen.
  */
@@ -201,7 +201,7 @@ export async function markSeen(db: Executor, scope: ViewerScope, skillIds: reado
     ),
     marked as (
       update user_skill_views v set
-        ${seenAssignments({ revision: sql`s.content_revision`, snapshot: sql`pg_current_snapshot()` })}
+        ${seenAssignments({ revision: sql`s.content_revision`, feedback: sql`s.feedback_seq` })}
       from skills s
       where v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid
         and v.skill_id = any((select ids from targets)::uuid[])

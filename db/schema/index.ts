@@ -4,7 +4,6 @@ import {
   bigint,
   boolean,
   check,
-  customType,
   foreignKey,
   index,
   integer,
@@ -37,11 +36,6 @@ export const ownerMaintenance = sql`(select skillviews_owner_maintenance())`;
 const personal = sql`user_id = ${currentUserId}`;
 const personalPolicy = (name: string) =>
   pgPolicy(name, { as: 'restrictive', for: 'all', using: personal, withCheck: personal });
-
-/** Postgres's 64-bit transaction id (`xid8`), as text. */
-const xid8 = customType<{ data: string; driverData: string }>({ dataType: () => 'xid8' });
-/** A Postgres MVCC snapshot (`pg_snapshot`, `xmin:xmax:xip,…`), as text: which transactions a statement saw. */
-const pgSnapshot = customType<{ data: string; driverData: string }>({ dataType: () => 'pg_snapshot' });
 
 /** Every table's tenant isolation policy: rows of other tenants are invisible and cannot be written. */
 const tenantIsolation = (name = 'rows are visible only inside their own tenant') =>
@@ -112,6 +106,9 @@ export const skills = pgTable(
     // ones (an edit changed back gets its old key again).
     publishedVersion: integer(),
     contentKey: bigint({ mode: 'number' }).notNull().default(1),
+    // How many feedback rows the skill has had: moved by the feedback trigger in the inserting transaction, under
+    // this row's lock, so feedback is numbered in commit order (migration 0008).
+    feedbackSeq: bigint({ mode: 'number' }).notNull().default(0),
   },
   (t): PgTableExtraConfigValue[] => [
     unique('skills_tenant_slug_unique').on(t.tenantId, t.slug),
@@ -167,13 +164,13 @@ export const skillFeedback = pgTable(
     feedbackType: text().notNull(),
     comment: text(),
     createdAt: createdAt(),
-    // The inserting transaction (set by a trigger, migration 0006); NULL for feedback older than that migration.
-    // Feedback is unseen by a view whose snapshot does not see this transaction: commit order, not clocks.
-    createdXid: xid8(),
+    // The feedback's number on its skill (1, 2, 3… in commit order; set by a trigger from skills.feedback_seq,
+    // migration 0008). Feedback is unseen by a view that saw a lower number: commit order, not clocks.
+    seq: bigint({ mode: 'number' }).notNull().default(0), // the trigger always sets it
   },
   (t) => [
     index('skill_feedback_skill_created_idx').on(t.skillId, t.createdAt),
-    index('skill_feedback_skill_xid_idx').on(t.tenantId, t.skillId, t.createdXid),
+    index('skill_feedback_skill_seq_idx').on(t.tenantId, t.skillId, t.seq),
     foreignKey({
       name: 'skill_feedback_skill_fk',
       columns: [t.tenantId, t.skillId],
@@ -193,11 +190,10 @@ export const userSkillViews = pgTable(
     lastViewedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     lastViewedVersion: integer(),
     viewCount: integer().notNull().default(1),
-    // What the caller has seen (by recordView or markSeen): the skill's content revision, and the snapshot of
-    // that statement (feedback its snapshot could not see is new). NULL snapshot: a row older than migration
-    // 0006, whose feedback is still compared by clock until it is seen again.
+    // What the caller has seen (by recordView or markSeen): the skill's content revision and its feedback count
+    // as that statement saw them.
     seenRevision: bigint({ mode: 'number' }).notNull().default(0),
-    seenSnapshot: pgSnapshot(),
+    seenFeedback: bigint({ mode: 'number' }).notNull().default(0),
     // The content key and published version of that revision (what the comparison needs, without a lookup), filled
     // in from skill_revisions by a trigger whenever seen_revision is written (migration 0007).
     seenKey: bigint({ mode: 'number' }).notNull().default(0),

@@ -59,7 +59,7 @@ const ts = (date: Date) => sql`${date.toISOString()}::timestamptz`;
 
 /**
  * Writes a view row meaning "user `userId` saw the skill as it is now", as the owner: the skill's current content
- * revision as `seen_revision`, this statement's snapshot as `seen_snapshot` (so feedback committed before it is
+ * revision as `seen_revision`, its feedback count as `seen_feedback` (so feedback committed before it is
  * seen), and the current published version as `last_viewed_version`. Only the clock columns may be backdated
  * (`lastViewedAt`, `firstViewedAt`); they say when, never what, the user saw. To build "viewed, then changed",
  * call this (or recordView), then editSkill / publishVersion / republish / insertFeedback.
@@ -81,9 +81,9 @@ export async function insertView(
         tx,
         sql`insert into user_skill_views
               (tenant_id, user_id, skill_id, first_viewed_at, last_viewed_at, last_viewed_version, view_count,
-               seen_revision, seen_snapshot)
+               seen_revision, seen_feedback)
             select s.tenant_id, ${row.userId}::uuid, s.id, ${first}, ${last}, pv.version, ${row.viewCount ?? 1}::int,
-                   s.content_revision, pg_current_snapshot()
+                   s.content_revision, s.feedback_seq
             from skills s left join skill_versions pv on pv.id = s.published_version_id
             where s.tenant_id = ${t.tenantId}::uuid and s.id = ${row.skillId}::uuid
             returning last_viewed_version as version`,
