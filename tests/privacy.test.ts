@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DbHandle, Executor } from '../db/client.ts';
+import type { DbHandle, Executor, Transaction } from '../db/client.ts';
 import { query } from '../db/queries/rows.ts';
 import { withTenantTransaction, type TenantScope } from '../db/queries/tenant-transaction.ts';
 import { engines } from './support/engines.ts';
@@ -269,10 +269,16 @@ describe.each(engines)('privacy controls on $name', (engine) => {
       expect(await viewsOf(h, a, 0)).toEqual({});
     });
 
-    it("claiming to be the retention job (skillviews.maintenance = 'retention') changes nothing: the owner check stops it", async () => {
+    /**
+     * As user A0 in a request transaction: `prepare`, then claim to be the retention job and try every hand-written
+     * delete. The claim must be refused, A0 must see only its own 2 rows and delete only them, and nobody else's
+     * rows may change.
+     */
+    async function expectRetentionClaimRefused(prepare: (tx: Transaction) => Promise<void>) {
       const { a, b, scope } = await seed();
       const before = { peer: await fingerprint(h.db, a.tenantId, a.userIds[1]!), b: await fingerprint(h.db, b.tenantId) };
       const result = await withTenantTransaction(h.db, scope, async (tx) => {
+        await prepare(tx);
         await tx.execute(sql`select set_config('skillviews.maintenance', 'retention', true)`);
         const [claim] = await query<{ owner: boolean }>(tx, sql`select skillviews_owner_maintenance() as owner`);
         const visible = await query(tx, sql`select 1 from user_skill_views`);
@@ -285,30 +291,21 @@ describe.each(engines)('privacy controls on $name', (engine) => {
       });
       expect(await fingerprint(h.db, a.tenantId, a.userIds[1]!)).toEqual(before.peer);
       expect(await fingerprint(h.db, b.tenantId)).toEqual(before.b);
+    }
+
+    it("claiming to be the retention job (skillviews.maintenance = 'retention') changes nothing: the owner check stops it", async () => {
+      await expectRetentionClaimRefused(async () => {});
     });
 
     it('a temporary table named pg_class claiming the caller owns user_skill_views changes nothing either', async () => {
       // Any role with TEMP (PUBLIC has it by default) may create pg_temp.pg_class; an unqualified pg_class in
       // skillviews_owner_maintenance() would read it (pg_temp is searched first unless listed) and let the app role
       // read and delete every tenant's views.
-      const { a, b, scope } = await seed();
-      const before = { peer: await fingerprint(h.db, a.tenantId, a.userIds[1]!), b: await fingerprint(h.db, b.tenantId) };
-      const result = await withTenantTransaction(h.db, scope, async (tx) => {
+      await expectRetentionClaimRefused(async (tx) => {
         await tx.execute(sql`create temp table pg_class (oid oid, relowner oid) on commit drop`);
         await tx.execute(sql`insert into pg_temp.pg_class
           values ('public.user_skill_views'::regclass, (select oid from pg_catalog.pg_roles where rolname = current_user))`);
-        await tx.execute(sql`select set_config('skillviews.maintenance', 'retention', true)`);
-        const [claim] = await query<{ owner: boolean }>(tx, sql`select skillviews_owner_maintenance() as owner`);
-        const visible = await query(tx, sql`select 1 from user_skill_views`);
-        return { claim, visible: visible.length, deleted: await handDeletes(tx, a, b) };
       });
-      expect(result).toEqual({
-        claim: { owner: false },
-        visible: 2,
-        deleted: { peer: [], tenantB: [], tenantBUser: [], everything: ['A0', 'A0'] },
-      });
-      expect(await fingerprint(h.db, a.tenantId, a.userIds[1]!)).toEqual(before.peer);
-      expect(await fingerprint(h.db, b.tenantId)).toEqual(before.b);
     });
 
     it('the same deletes do reach other rows when a policy is broken (rolled back): the checks above are not vacuous', async () => {
