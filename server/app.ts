@@ -25,6 +25,8 @@ export interface ServerOptions {
   exposeErrors: boolean;
   /** pino options, or false for no logs. */
   logger?: FastifyServerOptions['logger'];
+  /** Fastify's `trustProxy` (TRUST_PROXY): take the client's address from X-Forwarded-For set by these proxies. */
+  trustProxy?: FastifyServerOptions['trustProxy'];
   /** Longest batch the server accepts (matches the client's maxItems). */
   maxBatchSize?: number;
   /** Serve /metrics (METRICS), behind a bearer token when `token` is set (METRICS_TOKEN); unset or false: 404. */
@@ -49,6 +51,7 @@ export function buildServer(options: ServerOptions) {
   const limits = options.rateLimit ? createRateLimits(options.rateLimit) : null;
   const app = Fastify({
     logger: options.logger ?? false,
+    trustProxy: options.trustProxy ?? false,
     // Malformed requests Node rejects before Fastify sees them (header too large, bad request line): answered
     // in tRPC's error shape, and logged like any other request.
     clientErrorHandler(err, socket) {

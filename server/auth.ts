@@ -19,11 +19,12 @@ export interface AuthenticateOptions {
 export type Authenticator = ((request: { headers: IncomingHttpHeaders }, options?: AuthenticateOptions) => Promise<Session | null>) & {
   revoke?: (session: Session) => void;
   /**
-   * True when the authenticator can answer for these headers from memory, without verifying anything: such
-   * requests skip the per-IP limit on unauthenticated requests (RATE_LIMIT_PER_IP_PER_MINUTE), which is checked
-   * before a token is verified. Without it every request is checked.
+   * True when the headers carry a credential the authenticator vouches for without asking the database: a token it
+   * remembers, or one whose signature and expiry check out (cheap, local). Such requests skip the per-IP limit on
+   * failed authentication (RATE_LIMIT_PER_IP_PER_MINUTE), which is checked before the database is asked, so bad
+   * tokens from an address can never lock out the valid users behind it. Without it every request is checked.
    */
-  remembers?: (headers: IncomingHttpHeaders) => boolean;
+  vouches?: (headers: IncomingHttpHeaders) => Promise<boolean>;
   /** Lookups of presented tokens in the authenticator's cache so far (metrics). */
   cacheStats?: () => { hits: number; misses: number };
 };
@@ -100,10 +101,13 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     accepted.set(token, { session: verified.session, until: Math.min(verified.exp, at + ttl) });
     return verified.session;
   };
-  authenticate.remembers = (headers) => {
+  authenticate.vouches = async (headers) => {
     const token = bearer.exec(headers.authorization ?? '')?.[1];
-    const known = token ? accepted.get(token) : undefined;
-    return known !== undefined && known.until > now();
+    if (!token) return false;
+    const at = now();
+    const known = accepted.get(token);
+    if (known !== undefined && known.until > at) return true;
+    return (await verify(token, at)) !== null;
   };
   authenticate.cacheStats = () => ({ hits, misses });
   authenticate.revoke = (session) => {

@@ -1,7 +1,17 @@
 // Configuration: parsed once from the environment with zod; a bad value stops start-up naming the variable.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const roleName = /^[a-z_][a-z0-9_$]{0,62}$/;
+
+/** An IP address or CIDR (`10.0.0.0/8`, `fd00::/8`), as proxy-addr takes them. */
+function isProxyAddress(value: string): boolean {
+  const [address, bits, ...rest] = value.split('/');
+  if (rest.length > 0 || !address) return false;
+  const family = isIP(address);
+  if (family === 0) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+}
 
 const emptyAsUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 
@@ -66,6 +76,20 @@ export const configSchema = z
     /** Calls per tenant and user per minute, each call of a batch counted; past it 429 TOO_MANY_REQUESTS. 0: no limit. */
     RATE_LIMIT_PER_MINUTE: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(1_000_000).default(1200)),
     /** Failed authentications per client IP per minute, checked before a token is verified. 0: no limit. */
+    /**
+     * Behind a reverse proxy or load balancer: `true` (trust every hop) or a comma-separated list of the proxies'
+     * addresses or CIDRs (Fastify's trustProxy), so the per-IP limit sees clients, not the proxy. Default off.
+     */
+    TRUST_PROXY: z.preprocess(
+      emptyAsUndefined,
+      z
+        .string()
+        .optional()
+        .transform((v): boolean | string[] =>
+          v === undefined || v === 'false' ? false : v === 'true' ? true : v.split(',').map((a) => a.trim()),
+        )
+        .refine((v) => typeof v === 'boolean' || v.every(isProxyAddress), 'must be true, false or a list of proxy addresses/CIDRs'),
+    ),
     RATE_LIMIT_PER_IP_PER_MINUTE: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(1_000_000).default(60)),
     /** A Redis server the rate-limit counters are shared through (several processes); unset: per-process memory. */
     RATE_LIMIT_REDIS_URL: z.preprocess(emptyAsUndefined, z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional()),

@@ -79,9 +79,10 @@ export interface HttpContextRequest {
 }
 
 /**
- * The HTTP context factory: turns the request's credentials into a session. Requests the authenticator must
- * verify (it does not remember their token) are refused with TOO_MANY_REQUESTS once their IP has failed
- * authentication RATE_LIMIT_PER_IP_PER_MINUTE times in the window; a failed authentication counts against it.
+ * The HTTP context factory: turns the request's credentials into a session. Requests the authenticator does not
+ * vouch for (no token, a bad signature, expired) are refused with TOO_MANY_REQUESTS once their IP has failed
+ * authentication RATE_LIMIT_PER_IP_PER_MINUTE times in the window, before the database is asked; a failed
+ * authentication counts against it. A validly signed token is never refused for its address.
  */
 export function createContextFactory(deps: HttpContextDeps) {
   const limits = deps.limits ?? null;
@@ -90,7 +91,7 @@ export function createContextFactory(deps: HttpContextDeps) {
     const limit = requestTimeoutOf(deps.db);
     const deadline = Date.now() + limit;
     const ip = req.ip ?? 'unknown';
-    if (limits && !deps.authenticate.remembers?.(req.headers)) {
+    if (limits && !(await deps.authenticate.vouches?.(req.headers))) {
       const refusal = await limits.ipRefusal(ip);
       if (refusal) {
         for (const [name, value] of Object.entries(rateLimitHeaders(refusal))) res?.header(name, value);

@@ -73,6 +73,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       exposeErrors: config.EXPOSE_ERRORS,
       logger: options.logger ?? { level: config.LOG_LEVEL, redact: ['req.headers.authorization'] },
       metrics: config.METRICS && { token: config.METRICS_TOKEN },
+      trustProxy: config.TRUST_PROXY,
       rateLimit: {
         perMinute: config.RATE_LIMIT_PER_MINUTE,
         perIpPerMinute: config.RATE_LIMIT_PER_IP_PER_MINUTE,
@@ -112,9 +113,17 @@ export async function start(config: Config, options: StartOptions = {}): Promise
  * while it is disconnected (no offline queue), so the limiter falls back to its per-process insurance limiter
  * instead of making requests wait; it reconnects on its own. Start-up waits for the first connection.
  */
-async function connectRedis(url: string): Promise<Redis> {
+export async function connectRedis(url: string): Promise<Redis> {
   const { Redis } = await import('ioredis');
-  const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true, connectTimeout: 5_000 });
+  // commandTimeout: a Redis that stops answering (overloaded, partitioned, failing over without a reset) rejects the
+  // command in 250 ms, and the in-memory insurance limiter answers instead; without it every request would hang.
+  const client = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    lazyConnect: true,
+    connectTimeout: 5_000,
+    commandTimeout: 250,
+  });
   client.on('error', () => {}); // reconnects by itself; the limiter's insurance covers the gap
   try {
     await client.connect();
@@ -194,6 +203,9 @@ async function main() {
   ];
   if (config.METRICS) lines.push(`  metrics: ${server.url}/metrics${config.METRICS_TOKEN ? ' (bearer METRICS_TOKEN)' : ''}`);
   if (config.NODE_ENV !== 'production') lines.push(`  panel:   ${server.url}/panel`);
+  if (config.NODE_ENV === 'production' && config.METRICS && !config.METRICS_TOKEN) {
+    lines.push('', 'Warning: METRICS=true without METRICS_TOKEN serves /metrics to anyone who can reach this port.');
+  }
   if (server.demoTokens.length > 0) {
     lines.push('', 'Demo bearer tokens (valid 7 days):');
     for (const u of server.demoTokens) lines.push(`  ${u.name} <${u.email}>, ${u.tenantName}:`, `    Bearer ${u.token}`);

@@ -64,7 +64,9 @@ export function createRateLimits(options: RateLimitOptions) {
     async takeCall(session: Session): Promise<RateLimitDecision | null> {
       if (!calls) return null;
       try {
-        return decision(await calls.consume(`${session.tenantId}:${session.userId}`), options.perMinute, true);
+        // Lower-case: Postgres takes upper-case uuids as the same user, so they must share one allowance.
+        const key = `${session.tenantId}:${session.userId}`.toLowerCase();
+        return decision(await calls.consume(key), options.perMinute, true);
       } catch (res) {
         // Anything but a refusal is a store failure the insurance limiter could not absorb: do not fail the call.
         if (res instanceof RateLimiterRes) return decision(res, options.perMinute, false);

@@ -139,6 +139,13 @@ const withTenantTransaction = t.middleware(async ({ ctx, next }) => {
         return result;
       } catch (err) {
         span.setAttribute('db.transaction.outcome', 'rollback');
+        // A procedure's own client error (NOT_FOUND, BAD_REQUEST…) is a normal rollback; anything else is the
+        // database's failure (time limit, lost connection) and marks the span.
+        if (!(err instanceof TRPCError)) {
+          span.recordException(err as Error);
+          span.setStatus({ code: SpanStatusCode.ERROR });
+          if (err instanceof DatabaseUnavailableError) span.setAttribute('db.unavailable.reason', err.code);
+        }
         throw err;
       } finally {
         span.end();
