@@ -43,6 +43,5 @@ export function feedbackUnseen(userId: string): SQL {
 /** True when view `v` (of user `userId`) has new feedback; needs `v` in scope. */
 export function hasUnseenFeedback(userId: string): SQL {
   return sql`exists (select 1 from skill_feedback f
-      where f.tenant_id = v.tenant_id and f.skill_id = v.skill_id and f.seq > v.seen_feedback
-        and f.user_id is distinct from ${userId}::uuid)`;
+      where f.tenant_id = v.tenant_id and f.skill_id = v.skill_id and ${feedbackUnseen(userId)})`;
 }
