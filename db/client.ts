@@ -181,6 +181,30 @@ export function poolActivityOf(db: Database): Readonly<PoolActivity> | undefined
   return poolActivity.get(db);
 }
 
+/**
+ * Runs `fn` in one transaction as the login of `url` (the owner's work: migrations, the retention job). PGlite: on
+ * the handle itself. Postgres: over a connection of its own to `url` (default: the handle's), unnamed statements
+ * only so it works directly and through a transaction pooler, closed afterwards; `applicationName` names it in
+ * pg_stat_activity.
+ */
+export async function inOwnerTransaction<T>(
+  handle: DbHandle,
+  url: string | undefined,
+  applicationName: string,
+  fn: (tx: Transaction) => Promise<T>,
+): Promise<T> {
+  if (handle.engine === 'pglite') return handle.db.transaction(fn);
+  const target = url ?? handle.url;
+  if (!target) throw new Error('a postgres handle needs its url');
+  const client = postgres(target, { max: 1, prepare: false, onnotice: () => {}, connection: { application_name: applicationName } });
+  try {
+    const db = drizzlePostgres({ client }) as unknown as Database;
+    return await db.transaction(fn);
+  } finally {
+    await client.end({ timeout: 5 });
+  }
+}
+
 /** The request time limit of a database made by createDb, in milliseconds. */
 export function requestTimeoutOf(db: Database): number {
   return timeouts.get(db) ?? DEFAULT_REQUEST_TIMEOUT_MS;

@@ -4,9 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
-import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
-import postgres from 'postgres';
-import { pinSettings, rowsOf, type Database, type DbHandle, type Executor } from './client.ts';
+import { inOwnerTransaction, pinSettings, rowsOf, type DbHandle, type Executor } from './client.ts';
 import { postgresErrorOf } from './errors.ts';
 
 export const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -88,23 +86,11 @@ export interface MigrateResult {
 export async function migrate(handle: DbHandle, options: MigrateOptions = {}): Promise<MigrateResult> {
   const appRole = options.appRole ?? DEFAULT_APP_ROLE;
   const migrations = readMigrations();
-  if (handle.engine === 'pglite') {
-    return handle.db.transaction((tx) => applyAll(tx, migrations, appRole)).catch((err: unknown) => {
+  return inOwnerTransaction(handle, options.url, 'skill-views migrate', (tx) => applyAll(tx, migrations, appRole)).catch(
+    (err: unknown) => {
       throw migrationError(err);
-    });
-  }
-  const url = options.url ?? handle.url;
-  if (!url) throw new Error('a postgres handle needs its url to migrate');
-  // One connection of its own, unnamed statements only: works directly and through a transaction pooler.
-  const client = postgres(url, { max: 1, prepare: false, onnotice: () => {}, connection: { application_name: 'skill-views migrate' } });
-  try {
-    const db = drizzlePostgres({ client }) as unknown as Database;
-    return await db.transaction((tx) => applyAll(tx, migrations, appRole));
-  } catch (err) {
-    throw migrationError(err);
-  } finally {
-    await client.end({ timeout: 5 });
-  }
+    },
+  );
 }
 
 async function applyAll(tx: Executor, migrations: MigrationFile[], appRole: string): Promise<MigrateResult> {

@@ -3,9 +3,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
-import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
-import postgres from 'postgres';
-import { pinSettings, rowsOf, type Database, type DbHandle, type Executor } from './client.ts';
+import { inOwnerTransaction, pinSettings, rowsOf, type DbHandle, type Executor } from './client.ts';
 
 /** Serialises retention runs across processes (transaction-scoped, so it also works behind a transaction pooler). */
 const RETENTION_LOCK_KEY = 7_364_219_002;
@@ -33,16 +31,7 @@ export interface PruneResult {
  */
 export async function pruneExpiredViews(handle: DbHandle, options: { days: number; url?: string }): Promise<PruneResult> {
   if (!Number.isInteger(options.days) || options.days < 1) throw new RangeError('days must be a positive integer');
-  if (handle.engine === 'pglite') return handle.db.transaction((tx) => prune(tx, options.days));
-  const url = options.url ?? handle.url;
-  if (!url) throw new Error('a postgres handle needs its url to prune');
-  const client = postgres(url, { max: 1, prepare: false, onnotice: () => {}, connection: { application_name: 'skill-views retention' } });
-  try {
-    const db = drizzlePostgres({ client }) as unknown as Database;
-    return await db.transaction((tx) => prune(tx, options.days));
-  } finally {
-    await client.end({ timeout: 5 });
-  }
+  return inOwnerTransaction(handle, options.url, 'skill-views retention', (tx) => prune(tx, options.days));
 }
 
 async function prune(tx: Executor, days: number): Promise<PruneResult> {
