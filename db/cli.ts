@@ -12,15 +12,9 @@ type ErrorClass = abstract new (...args: never[]) => Error;
  * of one of the `expected` classes prints its message and sets exit code 1 (anything else is a crash, with a stack).
  */
 export async function runAsOwner(task: (handle: DbHandle, config: Config) => Promise<void>, expected: ErrorClass[]): Promise<void> {
-  const { ConfigError, loadConfig } = await import('../server/config.ts');
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    console.error(err.message);
-    process.exit(1);
-  }
+  const { loadConfigOrReport } = await import('../server/config.ts');
+  const config = loadConfigOrReport();
+  if (!config) process.exit(1);
   const url = config.DATABASE_DIRECT_URL ?? config.DATABASE_URL;
   let handle: DbHandle;
   try {

@@ -12,7 +12,7 @@ import { pruneExpiredViews, RETENTION_INTERVAL_MS } from '../db/retention.ts';
 import { seedDemo, type DemoUser } from '../db/seed.ts';
 import { buildServer } from './app.ts';
 import { createJwtAuthenticator, signToken, type Authenticator } from './auth.ts';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { loadConfigOrReport, type Config } from './config.ts';
 import { assertRlsEnforced, UnsafeDatabaseError } from './startup-check.ts';
 
 export interface StartOptions {
@@ -175,16 +175,8 @@ function scheduleRetention(
 }
 
 async function main() {
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(1);
-    }
-    throw err;
-  }
+  const config = loadConfigOrReport();
+  if (!config) process.exit(1);
   let server: RunningServer;
   try {
     server = await start(config);

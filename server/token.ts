@@ -86,15 +86,9 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`${err.message}\n\n${USAGE}`);
     return 2;
   }
-  const { ConfigError, loadConfig } = await import('./config.ts');
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    console.error(err.message);
-    return 1;
-  }
+  const { loadConfigOrReport } = await import('./config.ts');
+  const config = loadConfigOrReport();
+  if (!config) return 1;
   // Without DATABASE_URL the embedded database is not opened: the running server holds it.
   if (config.DATABASE_URL && args.check) {
     let exists: boolean;
