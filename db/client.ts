@@ -85,6 +85,8 @@ export interface DbHandle {
   engine: Engine;
   /** The connection URL, for postgres handles (migrations open their own single connection). */
   url?: string;
+  /** The embedded database, for pglite handles (its LISTEN/NOTIFY: live updates). */
+  pglite?: PGlite;
   /** Closes the pool or the embedded database. Idempotent. */
   close: () => Promise<void>;
 }
@@ -136,6 +138,7 @@ export function createDb(options: CreateDbOptions & CommonDbOptions): DbHandle {
   return {
     db,
     engine: 'pglite',
+    pglite,
     close: async () => {
       try {
         if (ownsClient && !pglite.closed) await pglite.close();
