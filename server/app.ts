@@ -1,6 +1,7 @@
 // The HTTP server: tRPC at /trpc, the tRPC panel at /panel (outside production), /healthz and /metrics.
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
+import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
 import { sql } from 'drizzle-orm';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -11,6 +12,7 @@ import type { Authenticator } from './auth.ts';
 import { createContextFactory } from './context.ts';
 import { isMissingPreparedStatement, RETRY_AFTER_SECONDS, transportErrorBody } from './errors.ts';
 import { countedErrors, createMetrics, hasMetricsToken } from './metrics.ts';
+import type { LiveHub } from './live.ts';
 import { createRateLimits, rateLimitHeaders, type RateLimitOptions } from './rate-limit.ts';
 import { appRouter, type AppRouter } from './router.ts';
 import { trpcRoutes, type TrpcRouteOptions } from './trpc-fastify.ts';
@@ -35,6 +37,11 @@ export interface ServerOptions {
   rateLimit?: RateLimitOptions;
   /** A span per procedure and per request transaction (default true; false only to measure what they cost). */
   tracing?: boolean;
+  /**
+   * The live-update hub onChange streams come from (server/live.ts; started by the caller). The server ends its
+   * streams when it closes. Unset: onChange answers NOT_IMPLEMENTED.
+   */
+  live?: LiveHub | null;
 }
 
 const requestIdPattern = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -46,6 +53,7 @@ export function buildServer(options: ServerOptions) {
         procedures: Object.keys(appRouter._def.procedures),
         pool: () => poolActivityOf(options.db),
         tokenCache: options.authenticate.cacheStats,
+        live: options.live ? () => options.live! : undefined,
       })
     : null;
   const limits = options.rateLimit ? createRateLimits(options.rateLimit) : null;
@@ -100,6 +108,8 @@ export function buildServer(options: ServerOptions) {
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
+    // Live streams would hold close() for as long as their clients listen: they end now (clients reconnect).
+    await options.live?.close();
   });
 
   app.addHook('onSend', async (request, reply) => {
@@ -121,6 +131,11 @@ export function buildServer(options: ServerOptions) {
     // Lets clients send queries as POST (long inputs); GET still works for curl and caches.
     allowMethodOverride: true,
     responseMeta: ({ ctx }) => (ctx?.ops?.rateLimit ? { headers: rateLimitHeaders(ctx.ops.rateLimit) } : {}),
+    // A live stream that cannot open (no or bad token, the per-user cap) is refused with its HTTP status.
+    subscriptionRefusal: (error) => {
+      const status = getHTTPStatusCodeFromError(error);
+      return { status, body: transportErrorBody(error.code, error.message, status) };
+    },
     onError({ error, path, req }) {
       // Calls that never reached a procedure (unknown path, refused method, no context, a malformed batch); the
       // procedure middleware counted the others. An unknown path counts as `(unknown)`, never as itself.

@@ -71,7 +71,9 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
         currentDate: new Date(at),
       });
       const session = { tenantId: payload.tid, userId: payload.sub };
-      return isValidSession(session) ? { session: Object.freeze(session), exp: payload.exp! * 1000 } : null;
+      if (!isValidSession(session)) return null;
+      const exp = payload.exp! * 1000;
+      return { session: Object.freeze({ ...session, expiresAt: exp }), exp };
     } catch (err) {
       if (err instanceof joseErrors.JOSEError) return null;
       throw err;

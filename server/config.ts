@@ -41,6 +41,12 @@ const optionalFlag = z.preprocess(
 /** VIEW_RETENTION_DAYS (and `npm run db:prune -- --days N`): whole days, 1 to 36500; unset: keep forever. */
 export const retentionDays = z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(36_500).optional());
 
+/**
+ * LIVE_HEARTBEAT_MS: how often, in ms, an open live stream gets an SSE ping (1000 to 300000, default 15000); the
+ * client reconnects after three missed. Read once when server/trpc.ts loads (tRPC takes it at initialisation).
+ */
+export const liveHeartbeatMs = z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1000).max(300_000).default(15_000));
+
 export const configSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -93,6 +99,13 @@ export const configSchema = z
     RATE_LIMIT_PER_IP_PER_MINUTE: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(1_000_000).default(60)),
     /** A Redis server the rate-limit counters are shared through (several processes); unset: per-process memory. */
     RATE_LIMIT_REDIS_URL: z.preprocess(emptyAsUndefined, z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional()),
+    /** Serve the onChange live stream (default true); false: onChange answers NOT_IMPLEMENTED and nothing listens. */
+    LIVE_UPDATES: flag(true),
+    /** Open live streams per user per server process (default 5); the next is refused with 429 TOO_MANY_REQUESTS. */
+    LIVE_STREAMS_PER_USER: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(1000).default(5)),
+    /** Open live streams per server process (default 10000); past it 503 SERVICE_UNAVAILABLE. */
+    LIVE_MAX_STREAMS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(1_000_000).default(10_000)),
+    LIVE_HEARTBEAT_MS: liveHeartbeatMs,
     LOG_LEVEL: z.preprocess(
       emptyAsUndefined,
       z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -5,6 +5,7 @@ import { requestTimeoutOf, type Database } from '../db/client.ts';
 import { DEFAULT_APP_ROLE } from '../db/migrate.ts';
 import type { Authenticator } from './auth.ts';
 import { toClientError } from './errors.ts';
+import type { LiveHub, StreamTransport } from './live.ts';
 import type { Metrics } from './metrics.ts';
 import { rateLimitHeaders, type RateLimitDecision, type RateLimits } from './rate-limit.ts';
 import type { Session } from './session.ts';
@@ -42,6 +43,10 @@ export interface ContextInnerOptions {
   ops?: RequestOps;
   /** Calls in the HTTP request (1 unless batched), for traces. */
   batchSize?: number;
+  /** The server's live-update hub (onChange); unset: onChange answers NOT_IMPLEMENTED. */
+  live?: LiveHub | null;
+  /** For a live stream over HTTP: cuts the connection of a client that stopped reading. */
+  liveTransport?: StreamTransport;
 }
 
 export function createContextInner(opts: ContextInnerOptions) {
@@ -54,6 +59,8 @@ export function createContextInner(opts: ContextInnerOptions) {
     deadline: opts.deadline,
     ops: opts.ops,
     batchSize: opts.batchSize,
+    live: opts.live ?? null,
+    liveTransport: opts.liveTransport,
   };
 }
 
@@ -68,14 +75,30 @@ export interface HttpContextDeps {
   limits?: RateLimits | null;
   /** Default true. */
   tracing?: boolean;
+  /** The live-update hub onChange streams come from (unset: none). */
+  live?: LiveHub | null;
 }
 
 export interface HttpContextRequest {
   req: { headers: IncomingHttpHeaders; ip?: string };
-  /** Where headers of an answer given before any procedure runs go (a per-IP refusal's Retry-After). */
-  res?: { header: (name: string, value: string) => unknown };
-  /** tRPC's request info: how many calls the request carries. */
-  info?: { calls: readonly unknown[] };
+  /**
+   * Where headers of an answer given before any procedure runs go (a per-IP refusal's Retry-After); `raw`, the
+   * Node response, lets a live stream cut the connection of a client that stopped reading.
+   */
+  res?: { header: (name: string, value: string) => unknown; raw?: { destroy: () => unknown } };
+  /** tRPC's request info: how many calls the request carries, their type, and a subscription's connectionParams. */
+  info?: { calls: readonly unknown[]; type?: string; connectionParams?: Record<string, unknown> | null };
+}
+
+/**
+ * The request's headers, with the token of a subscription's tRPC `connectionParams` (`{ token }`) as its
+ * Authorization header when it has none: browsers' EventSource cannot send headers. The token travels in the URL
+ * then, which is never logged (the request log line drops the query string).
+ */
+function credentialHeaders(headers: IncomingHttpHeaders, connectionParams: Record<string, unknown> | null | undefined): IncomingHttpHeaders {
+  const token = connectionParams?.token;
+  if (headers.authorization || typeof token !== 'string' || token.length === 0 || token.length > 4096) return headers;
+  return { ...headers, authorization: `Bearer ${token}` };
 }
 
 /**
@@ -91,7 +114,8 @@ export function createContextFactory(deps: HttpContextDeps) {
     const limit = requestTimeoutOf(deps.db);
     const deadline = Date.now() + limit;
     const ip = req.ip ?? 'unknown';
-    if (limits && !(await deps.authenticate.vouches?.(req.headers))) {
+    const headers = credentialHeaders(req.headers, info?.connectionParams);
+    if (limits && !(await deps.authenticate.vouches?.(headers))) {
       const refusal = await limits.ipRefusal(ip);
       if (refusal) {
         for (const [name, value] of Object.entries(rateLimitHeaders(refusal))) res?.header(name, value);
@@ -103,12 +127,19 @@ export function createContextFactory(deps: HttpContextDeps) {
     }
     let session: Session | null;
     try {
-      session = await deps.authenticate({ headers: req.headers }, { timeoutMs: limit });
+      session = await deps.authenticate({ headers }, { timeoutMs: limit });
     } catch (err) {
       // The authenticator asks the database too: a timeout or lost connection there is a 503, not a 500.
       throw toClientError(err);
     }
     if (!session && limits) await limits.authenticationFailed(ip);
+    // A live stream is refused with its HTTP status before it opens (401, 429, 503): once tRPC has answered 200
+    // with an event stream, a refusal could only be an event inside it.
+    if (info?.type === 'subscription' && deps.live) {
+      if (!session) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'Sign in to continue' });
+      const refusal = deps.live.refusal(session);
+      if (refusal) throw refusal;
+    }
     return createContextInner({
       db: deps.db,
       session,
@@ -118,6 +149,8 @@ export function createContextFactory(deps: HttpContextDeps) {
       deadline,
       ops: { metrics: deps.metrics ?? null, limits, tracing: deps.tracing ?? true, rateLimit: null },
       batchSize: info?.calls.length,
+      live: deps.live ?? null,
+      liveTransport: res?.raw ? { drop: () => res.raw!.destroy() } : undefined,
     });
   };
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
-import { createDb, type DbHandle } from '../db/client.ts';
+import { createDb, type Database, type DbHandle } from '../db/client.ts';
 import { migrate, MigrationError } from '../db/migrate.ts';
 import { DataDirLockedError } from '../db/pglite-lock.ts';
 import { pruneExpiredViews, RETENTION_INTERVAL_MS } from '../db/retention.ts';
@@ -13,6 +13,7 @@ import { seedDemo, type DemoUser } from '../db/seed.ts';
 import { buildServer } from './app.ts';
 import { createJwtAuthenticator, signToken, type Authenticator } from './auth.ts';
 import { loadConfigOrReport, type Config } from './config.ts';
+import { LiveHub } from './live.ts';
 import { assertRlsEnforced, UnsafeDatabaseError } from './startup-check.ts';
 
 export interface StartOptions {
@@ -24,6 +25,13 @@ export interface StartOptions {
 export interface RunningServer {
   url: string;
   engine: DbHandle['engine'];
+  /**
+   * The server's database (request transactions switch to the app role themselves; statements run on it directly
+   * run as the login role, on PGlite the owner): for tests and host code that edit the catalogue.
+   */
+  db: Database;
+  /** The live-update hub (null with LIVE_UPDATES=false). */
+  live: LiveHub | null;
   /** Demo users with ready-to-use bearer tokens (development, embedded database only). */
   demoTokens: (DemoUser & { token: string })[];
   close: () => Promise<void>;
@@ -47,6 +55,7 @@ export async function resolveAuthSecret(config: Config): Promise<string> {
 
 export async function start(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   let redis: Redis | null = null;
+  let live: LiveHub | null = null;
   const embedded = !config.DATABASE_URL;
   if (embedded) await mkdir(path.resolve(config.PGLITE_DIR), { recursive: true });
   const handle = config.DATABASE_URL
@@ -65,6 +74,18 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     const demo = embedded ? await seedDemo(handle.db) : null;
     const secret = await resolveAuthSecret(config);
     redis = config.RATE_LIMIT_REDIS_URL ? await connectRedis(config.RATE_LIMIT_REDIS_URL) : null;
+    if (config.LIVE_UPDATES) {
+      live = new LiveHub({
+        db: handle.db,
+        appRole: config.DB_APP_ROLE,
+        streamsPerUser: config.LIVE_STREAMS_PER_USER,
+        maxStreams: config.LIVE_MAX_STREAMS,
+        // Re-checks share the pool with requests: at most half of it.
+        checkConcurrency: Math.max(1, Math.floor(config.DB_POOL_SIZE / 2)),
+      });
+      // LISTEN needs a session of its own: DATABASE_DIRECT_URL (a transaction pooler cannot carry it).
+      await live.start(handle, { url: config.DATABASE_DIRECT_URL });
+    }
     const app = buildServer({
       db: handle.db,
       authenticate: options.authenticate ?? createJwtAuthenticator({ secret, db: handle.db, appRole: config.DB_APP_ROLE }),
@@ -79,7 +100,9 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         perIpPerMinute: config.RATE_LIMIT_PER_IP_PER_MINUTE,
         ...(redis ? { redis } : {}),
       },
+      live,
     });
+    live?.setLog(app.log);
     const address = await app.listen({ port: config.PORT, host: config.HOST });
     const retention = config.VIEW_RETENTION_DAYS
       ? scheduleRetention(handle, config.VIEW_RETENTION_DAYS, config.DATABASE_DIRECT_URL, app.log)
@@ -92,16 +115,19 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     return {
       url: address,
       engine: handle.engine,
+      db: handle.db,
+      live,
       demoTokens,
       close: () =>
         (closing ??= (async () => {
           await retention?.stop();
-          await app.close(); // stops accepting and waits for in-flight requests
+          await app.close(); // ends live streams, stops accepting and waits for in-flight requests
           await handle.close();
           redis?.disconnect();
         })()),
     };
   } catch (err) {
+    await live?.close();
     await handle.close();
     redis?.disconnect();
     throw err;

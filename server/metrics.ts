@@ -16,7 +16,11 @@ export interface MetricsSources {
   pool?: () => Readonly<PoolActivity> | undefined;
   /** Token-cache lookups so far (the authenticator's cacheStats). */
   tokenCache?: () => { hits: number; misses: number };
+  /** The live-update hub's open streams and tallies (server/live.ts). */
+  live?: () => { streams: number; listening: boolean; stats: Readonly<Record<LiveTally, number>> };
 }
+
+type LiveTally = 'delivered' | 'resyncs' | 'dropped' | 'notifications' | 'reconnects' | 'checkFailures';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -86,6 +90,42 @@ export function createMetrics(sources: MetricsSources) {
     });
   tokenCounter('hits');
   tokenCounter('misses');
+
+  new Gauge({
+    name: 'skillviews_live_streams',
+    help: 'Open onChange live streams (server-sent events) on this process',
+    registers: [registry],
+    collect() {
+      this.set(sources.live?.().streams ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'skillviews_live_listening',
+    help: '1 while the process holds its LISTEN connection for live updates, else 0',
+    registers: [registry],
+    collect() {
+      this.set(sources.live?.().listening ? 1 : 0);
+    },
+  });
+  const liveSeen: Partial<Record<LiveTally, number>> = {};
+  const liveCounter = (tally: LiveTally, name: string, help: string) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const now = sources.live?.().stats[tally] ?? 0;
+        const before = liveSeen[tally] ?? 0;
+        if (now > before) this.inc(now - before);
+        liveSeen[tally] = now;
+      },
+    });
+  liveCounter('notifications', 'skillviews_live_notifications_total', 'Change notifications heard on the LISTEN connection');
+  liveCounter('delivered', 'skillviews_live_events_total', '`changed` events sent to live streams (one per stream)');
+  liveCounter('resyncs', 'skillviews_live_resyncs_total', '`resync` events sent to live streams');
+  liveCounter('dropped', 'skillviews_live_dropped_total', 'Live streams dropped because their client stopped reading');
+  liveCounter('reconnects', 'skillviews_live_listen_reconnects_total', 'Times the LISTEN connection was re-established after a loss');
+  liveCounter('checkFailures', 'skillviews_live_check_failures_total', 'Re-checks of a notification under a subscriber\'s scope that failed (the subscriber resyncs)');
 
   // Pre-bound children: labelling by object hashes the labels on every call.
   const callChildren = new Map<string, ReturnType<typeof calls.labels>>();

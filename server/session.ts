@@ -4,6 +4,8 @@ import { z } from 'zod';
 export interface Session {
   tenantId: string;
   userId: string;
+  /** When the credential expires (epoch ms), if the authenticator knows: a live stream ends then (UNAUTHORIZED). */
+  expiresAt?: number;
 }
 
 /** A session's ids must be uuids; anything else is treated as no session, before any SQL runs. */

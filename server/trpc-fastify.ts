@@ -1,5 +1,5 @@
 // tRPC on Fastify: tRPC's own request resolution (resolveResponse), with JSON answers sent as one buffered body.
-import type { AnyRouter } from '@trpc/server';
+import { getTRPCErrorFromUnknown, type AnyRouter, type TRPCError } from '@trpc/server';
 import { incomingMessageToRequest } from '@trpc/server/adapters/node-http';
 import { resolveResponse, type HTTPErrorHandler, type ResolveHTTPRequestOptionsContextFn, type ResponseMetaFn } from '@trpc/server/http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -15,6 +15,12 @@ export interface TrpcRouteOptions<TRouter extends AnyRouter> {
   responseMeta?: ResponseMetaFn<TRouter>;
   maxBatchSize?: number;
   allowMethodOverride?: boolean;
+  /**
+   * The answer to a subscription whose context could not be made (createContext threw: no session, a stream limit).
+   * tRPC would open the event stream anyway (200) and put the error inside it; this answers with the error's own
+   * HTTP status and body instead, before any stream opens. Unset: tRPC's behaviour.
+   */
+  subscriptionRefusal?: (error: TRPCError) => { status: number; body: string };
 }
 
 /**
@@ -35,6 +41,7 @@ export function trpcRoutes<TRouter extends AnyRouter>(app: FastifyInstance, opti
     const incoming = req.raw as typeof req.raw & { body?: unknown };
     incoming.body = req.body;
     const request = incomingMessageToRequest(incoming, reply.raw, { maxBodySize: null });
+    let contextError: unknown = null;
     const response = await resolveResponse<TRouter>({
       router: options.router,
       req: request,
@@ -42,10 +49,25 @@ export function trpcRoutes<TRouter extends AnyRouter>(app: FastifyInstance, opti
       error: null,
       maxBatchSize: options.maxBatchSize,
       allowMethodOverride: options.allowMethodOverride,
-      createContext: (opts) => options.createContext({ ...opts, req, res: reply }),
+      createContext: async (opts) => {
+        try {
+          return await options.createContext({ ...opts, req, res: reply });
+        } catch (err) {
+          contextError = err;
+          throw err;
+        }
+      },
       onError: options.onError ? (o) => options.onError!({ ...o, req }) : undefined,
       responseMeta: options.responseMeta,
     });
+    if (contextError !== null && options.subscriptionRefusal && response.headers.get('content-type')?.startsWith('text/event-stream')) {
+      // The stream's body (which would carry the error as an event) is never read: cancelling it ends the generator.
+      await response.body?.cancel().catch(() => {});
+      const error = getTRPCErrorFromUnknown(contextError);
+      options.onError?.({ error, path: req.params.path, input: undefined, ctx: undefined, type: 'subscription', req });
+      const refusal = options.subscriptionRefusal(error);
+      return reply.code(refusal.status).type('application/json').send(refusal.body);
+    }
     reply.code(response.status);
     for (const [name, value] of response.headers) reply.header(name, value);
     if (response.body && response.headers.get('content-type')?.startsWith('application/json')) {

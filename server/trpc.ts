@@ -6,6 +6,7 @@ import { DatabaseUnavailableError, requestTimeoutOf } from '../db/client.ts';
 import { withTenantTransaction as inTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import type { Context, RequestOps } from './context.ts';
 import { formatError, isMissingUser, toClientError } from './errors.ts';
+import { liveHeartbeatMs } from './config.ts';
 import { countedErrors, OK_CODE } from './metrics.ts';
 import type { RateLimitDecision } from './rate-limit.ts';
 import { isValidSession } from './session.ts';
@@ -14,9 +15,18 @@ import { isValidSession } from './session.ts';
  * 1. Initialisation. The error formatter (server/errors.ts) adds zod issues to BAD_REQUEST input errors and,
  * unless the context allows it (EXPOSE_ERRORS=true), hides internal messages and stacks: database errors carry SQL.
  */
+/** SSE heartbeat of live streams (LIVE_HEARTBEAT_MS): tRPC takes it at initialisation, so it is read once here. */
+const heartbeatMs = liveHeartbeatMs.parse(process.env.LIVE_HEARTBEAT_MS);
+
 const t = initTRPC.context<Context>().create({
   transformer,
   errorFormatter: ({ shape, error, ctx }) => formatError({ shape, error, expose: ctx?.exposeErrors ?? false }),
+  // Subscriptions over server-sent events: a `ping` event every heartbeatMs keeps proxies from closing an idle
+  // stream, and the client reconnects (with Last-Event-ID) when it hears nothing for three of them.
+  sse: {
+    ping: { enabled: true, intervalMs: heartbeatMs },
+    client: { reconnectAfterInactivityMs: heartbeatMs * 3 },
+  },
 });
 
 /** 2. Middleware. */
@@ -171,6 +181,13 @@ const inTransaction = authenticated.use(withTenantTransaction);
  * caller's rate limit, then the input is validated, and only then is a connection taken and the request
  * transaction opened, so neither a refused call nor a bad input reaches the database.
  */
+/**
+ * The builder for live subscriptions (`liveProcedure.input(schema).subscription(async function* …)`): the session
+ * and the rate limit as for every call, but no request transaction, since a stream stays open for as long as the
+ * client listens; whatever it reads runs in request transactions of its own (server/live.ts).
+ */
+export const liveProcedure = authenticated;
+
 export const tenantProcedure = {
   input: <TSchema extends Parameters<typeof authenticated.input>[0]>(schema: TSchema) =>
     authenticated.input(schema).use(withTenantTransaction),

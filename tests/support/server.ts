@@ -8,6 +8,8 @@ import { buildServer, type ServerOptions } from '../../server/app.ts';
 import { createJwtAuthenticator, secretKey, signToken, type Authenticator } from '../../server/auth.ts';
 import { createContextInner, type Context } from '../../server/context.ts';
 import type { Session } from '../../server/session.ts';
+import { LiveHub, type LiveHubOptions } from '../../server/live.ts';
+import type { ListenerOptions } from '../../db/notifications.ts';
 import { trpcRoutes } from '../../server/trpc-fastify.ts';
 import type { TestEngine } from './engines.ts';
 import { APP_ROLE } from './factory.ts';
@@ -40,6 +42,8 @@ export interface TestServer {
   /** The tRPC endpoint: `${url}/trpc`. */
   trpcUrl: string;
   db: Database;
+  /** The live-update hub (when started with `live`). */
+  live: LiveHub | null;
   /** A typed client sending a valid token for `session` (or none when null). */
   client: (session: Session | null, options?: { fetch?: typeof globalThis.fetch }) => SkillViewsClient;
   close: () => Promise<void>;
@@ -58,6 +62,8 @@ export interface TestServerOptions {
   metrics?: ServerOptions['metrics'];
   /** Rate limits (default none). */
   rateLimit?: ServerOptions['rateLimit'];
+  /** Live updates: a LiveHub listening on the server's database, with these options (default none). */
+  live?: Partial<Omit<LiveHubOptions, 'db' | 'appRole'>> & { listen?: ListenerOptions };
 }
 
 /**
@@ -70,6 +76,12 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const handle = options.handle ?? (await engine.open());
   const appRole = options.appRole ?? APP_ROLE;
+  let live: LiveHub | null = null;
+  if (options.live) {
+    const { listen, ...hubOptions } = options.live;
+    live = new LiveHub({ db: handle.db, appRole, ...hubOptions });
+    await live.start(handle, listen);
+  }
   const app = buildServer({
     db: handle.db,
     authenticate: options.authenticate ?? createJwtAuthenticator({ secret: TEST_SECRET, db: handle.db, appRole }),
@@ -79,6 +91,7 @@ export async function startTestServer(
     logger: options.logger ?? false,
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.rateLimit ? { rateLimit: options.rateLimit } : {}),
+    live,
   });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   const trpcUrl = `${url}/trpc`;
@@ -86,6 +99,7 @@ export async function startTestServer(
     url,
     trpcUrl,
     db: handle.db,
+    live,
     client: (session, clientOptions = {}) =>
       createClient({
         url: trpcUrl,
