@@ -135,7 +135,8 @@ export function createContextFactory(deps: HttpContextDeps) {
     if (!session && limits) await limits.authenticationFailed(ip);
     // A live stream is refused with its HTTP status before it opens (401, 429, 503): once tRPC has answered 200
     // with an event stream, a refusal could only be an event inside it.
-    if (info?.type === 'subscription' && deps.live) {
+    if (info?.type === 'subscription') {
+      if (!deps.live) throw new TRPCError({ code: 'NOT_IMPLEMENTED', message: 'Live updates are not enabled on this server' });
       if (!session) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'Sign in to continue' });
       const refusal = deps.live.refusal(session);
       if (refusal) throw refusal;

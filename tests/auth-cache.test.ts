@@ -33,16 +33,19 @@ describe.each(engines)('JWT authenticator cache on $name', (engine) => {
     return { clock, call };
   }
 
+  /** An accepted session carries its token's expiry (epoch ms), which ends a live stream. */
+  const withExpiry = (session: Session) => ({ ...session, expiresAt: expect.any(Number) });
+
   const deleteUser = (userId: string) => handle.db.execute(sql`delete from users where id = ${userId}::uuid`);
 
   it('keeps accepting a remembered token within the TTL, and asks again after it (a deleted user is let go)', async () => {
     const session: Session = { tenantId: t.tenantId, userId: t.userIds[0]! };
     const token = await tokenFor(session);
     const { clock, call } = authenticator();
-    expect(await call(token)).toEqual(session);
+    expect(await call(token)).toEqual(withExpiry(session));
     await deleteUser(session.userId);
     clock.now += TTL - 1_000;
-    expect(await call(token)).toEqual(session);
+    expect(await call(token)).toEqual(withExpiry(session));
     clock.now += 2_000;
     expect(await call(token)).toBeNull();
   });
@@ -52,7 +55,9 @@ describe.each(engines)('JWT authenticator cache on $name', (engine) => {
     const exp = Math.floor(Date.now() / 1000) + 10;
     const token = await craftToken({ sub: session.userId, tid: session.tenantId, exp });
     const { clock, call } = authenticator();
-    expect(await call(token)).toEqual(session);
+    // The session carries the token's exp in ms (a live stream ends then), from the cache too.
+    expect(await call(token)).toEqual({ ...session, expiresAt: exp * 1000 });
+    expect(await call(token)).toEqual({ ...session, expiresAt: exp * 1000 });
     clock.now = exp * 1000 + 1;
     expect(await call(token)).toBeNull();
   });
@@ -61,14 +66,14 @@ describe.each(engines)('JWT authenticator cache on $name', (engine) => {
     const session: Session = { tenantId: t.tenantId, userId: t.userIds[2]! };
     const token = await tokenFor(session);
     const { call } = authenticator();
-    expect(await call(token)).toEqual(session);
+    expect(await call(token)).toEqual(withExpiry(session));
     const [header, payload, signature] = token.split('.') as [string, string, string];
     const other = Buffer.from(JSON.stringify({ tid: t.tenantId, sub: t.userIds[0], exp: 9_999_999_999 })).toString('base64url');
     const flipped = signature.slice(0, -2) + (signature.endsWith('AA') ? 'BB' : 'AA');
     for (const forged of [`${header}.${other}.${signature}`, `${header}.${payload}.${flipped}`, `${header}.${payload}.`]) {
       expect(await call(forged), forged).toBeNull();
     }
-    expect(await call(token)).toEqual(session);
+    expect(await call(token)).toEqual(withExpiry(session));
   });
 
   it('does not remember a rejection: a user who exists later gets in', async () => {
@@ -81,6 +86,6 @@ describe.each(engines)('JWT authenticator cache on $name', (engine) => {
     await handle.db.execute(
       sql`insert into users (id, tenant_id, email, name) values (${userId}::uuid, ${fresh.tenantId}::uuid, 'late@x.test', 'Late')`,
     );
-    expect(await call(token)).toEqual(session);
+    expect(await call(token)).toEqual(withExpiry(session));
   });
 });

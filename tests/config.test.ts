@@ -36,6 +36,10 @@ describe('loadConfig', () => {
       RATE_LIMIT_PER_MINUTE: 1200,
       RATE_LIMIT_PER_IP_PER_MINUTE: 60,
       TRUST_PROXY: false,
+      LIVE_UPDATES: true,
+      LIVE_STREAMS_PER_USER: 5,
+      LIVE_MAX_STREAMS: 10_000,
+      LIVE_HEARTBEAT_MS: 15_000,
     });
   });
 

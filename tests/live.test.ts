@@ -253,3 +253,16 @@ describe.each(engines)('live streams, bounded, on $name', (engine) => {
     await s.ended;
   });
 });
+
+describe('onChange without live updates (LIVE_UPDATES=false)', () => {
+  it('is refused with 501 NOT_IMPLEMENTED before any stream opens', async () => {
+    const server = await startTestServer(engines[0]!);
+    try {
+      const s = await openStream(server.trpcUrl, { token: await tokenFor({ tenantId: randomUUID(), userId: randomUUID() }) });
+      expect(s.status).toBe(501);
+      expect(s.body.error.json.data.code).toBe('NOT_IMPLEMENTED');
+    } finally {
+      await server.close();
+    }
+  });
+});
