@@ -1,5 +1,6 @@
 // React Query integration for skill-views: the tRPC context, a ready-made provider with sensible defaults, and hooks
-// that keep badges, the feed and the count in step (useRecordView, useMarkSeen/useMarkAllSeen, privacy controls).
+// that keep badges, the feed and the count in step (useRecordView, useMarkSeen/useMarkAllSeen, useSkillViewsLive,
+// privacy controls).
 import {
   MutationCache,
   QueryCache,
@@ -14,8 +15,16 @@ import {
   useQueryClient,
 } from '@tanstack/react-query';
 import { createTRPCContext, type TRPCOptionsProxy } from '@trpc/tanstack-react-query';
-import { createElement, useEffect, useRef, useState, type ReactNode } from 'react';
-import { createClient, errorCode, type AppRouter, type ClientOptions, type RouterOutputs, type SkillViewsClient } from './index.ts';
+import { createContext, createElement, useContext, useEffect, useRef, useState, useSyncExternalStore, type ReactNode } from 'react';
+import {
+  createClient,
+  errorCode,
+  type AppRouter,
+  type ClientOptions,
+  type LiveEvent,
+  type RouterOutputs,
+  type SkillViewsClient,
+} from './index.ts';
 
 /** `useTRPC()` returns typed query/mutation options: `useQuery(trpc.whatsNew.queryOptions({ limit: 5 }))`. */
 export const { TRPCProvider, useTRPC, useTRPCClient } = createTRPCContext<AppRouter>();
@@ -84,12 +93,20 @@ export function SkillViewsProvider({ children, queryClient: given, onUnauthorize
     () => given ?? createQueryClient({ onUnauthorized: (error) => latest.current.onUnauthorized?.(error) }),
   );
   const [trpcClient] = useState(() => createClient({ ...clientOptions, getToken: () => latest.current.getToken?.() }));
+  const [live] = useState<LiveProviderValue>(() => ({ onUnauthorized: (error) => latest.current.onUnauthorized?.(error) }));
   return createElement(
     QueryClientProvider,
     { client: queryClient },
-    createElement(TRPCProvider, { queryClient, trpcClient, children }),
+    createElement(TRPCProvider, { queryClient, trpcClient, children: createElement(LiveContext.Provider, { value: live, children }) }),
   );
 }
+
+/** What SkillViewsProvider tells useSkillViewsLive: whom to tell when the stream is refused for the token. */
+interface LiveProviderValue {
+  onUnauthorized: (error: unknown) => void;
+}
+
+const LiveContext = createContext<LiveProviderValue | null>(null);
 
 /** The what's-new feed as an infinite query: `fetchNextPage()` loads the page after `nextCursor`. */
 export function useWhatsNewFeed(input: { limit?: number; windowDays?: number } = {}) {
@@ -265,8 +282,11 @@ function restore(queryClient: QueryClient, snapshot: Snapshot | undefined) {
   for (const [queryKey, data] of snapshot ?? []) queryClient.setQueryData(queryKey, data);
 }
 
-/** Refetches what marking seen touched (active queries now, the rest when next used). */
-function invalidateSeen(queryClient: QueryClient, trpc: SkillViewsTRPC) {
+/**
+ * Refetches every query about views (viewsForSkills, whatsNew, whatsNewCount, changeSummary; active queries now,
+ * the rest when next used): after marking seen, and when a live `resync` says something may have been missed.
+ */
+export function invalidateReadState(queryClient: QueryClient, trpc: SkillViewsTRPC) {
   return Promise.all([
     queryClient.invalidateQueries(trpc.viewsForSkills.pathFilter()),
     queryClient.invalidateQueries(trpc.whatsNew.pathFilter()),
@@ -289,7 +309,7 @@ export function useMarkSeen() {
     trpc.markSeen.mutationOptions<Snapshot>({
       onMutate: ({ skillIds }) => markSeenInCache(queryClient, trpc, new Set(skillIds.map((id) => id.toLowerCase()))),
       onError: (_error, _input, snapshot) => restore(queryClient, snapshot),
-      onSettled: () => invalidateSeen(queryClient, trpc),
+      onSettled: () => invalidateReadState(queryClient, trpc),
     }),
   );
 }
@@ -306,7 +326,7 @@ export function useMarkAllSeen() {
     trpc.markAllSeen.mutationOptions<Snapshot>({
       onMutate: () => markSeenInCache(queryClient, trpc, null),
       onError: (_error, _input, snapshot) => restore(queryClient, snapshot),
-      onSettled: () => invalidateSeen(queryClient, trpc),
+      onSettled: () => invalidateReadState(queryClient, trpc),
     }),
   );
 }
@@ -382,8 +402,295 @@ export function useForgetMyViews() {
           lastViewedVersion: null,
           changes: [],
         }));
-        await Promise.all([invalidateSeen(queryClient, trpc), queryClient.invalidateQueries(trpc.exportMyViews.pathFilter())]);
+        await Promise.all([invalidateReadState(queryClient, trpc), queryClient.invalidateQueries(trpc.exportMyViews.pathFilter())]);
       },
     }),
   );
+}
+
+/**
+ * What one live event changes in the cache: `changed` invalidates every viewsForSkills, whatsNew (infinite
+ * queries included) and whatsNewCount query and that skill's changeSummary (other skills' summaries stay cached);
+ * `resync` invalidates all of those and every changeSummary; `ready` changes nothing. Active queries refetch now,
+ * the rest when next used.
+ */
+export async function refreshAfterLiveEvent(queryClient: QueryClient, trpc: SkillViewsTRPC, event: LiveEvent): Promise<void> {
+  switch (event.kind) {
+    case 'ready':
+      return;
+    case 'resync':
+      await invalidateReadState(queryClient, trpc);
+      return;
+    case 'changed': {
+      const skillId = event.skillId.toLowerCase();
+      await Promise.all([
+        queryClient.invalidateQueries(trpc.viewsForSkills.pathFilter()),
+        queryClient.invalidateQueries(trpc.whatsNew.pathFilter()),
+        queryClient.invalidateQueries(trpc.whatsNewCount.pathFilter()),
+        // Any spelling of the id the page asked with (ids are case-insensitive).
+        queryClient.invalidateQueries(
+          trpc.changeSummary.pathFilter({
+            predicate: (query) => String(inputOf(query.queryKey).skillId ?? '').toLowerCase() === skillId,
+          }),
+        ),
+      ]);
+      return;
+    }
+  }
+}
+
+/**
+ * The live stream's state, for a small indicator: `connecting` until the first stream opens, `live` while one is
+ * open, `reconnecting` after it dropped (tRPC reconnects by itself, resuming after the last event) or while a retry
+ * is under way, `error` after the server refused or ended it (`error` says why; a retry is scheduled).
+ * `lastEventAt` is when the last event arrived.
+ */
+export interface LiveState {
+  status: 'connecting' | 'live' | 'reconnecting' | 'error';
+  error?: unknown;
+  lastEventAt?: Date;
+}
+
+export interface SkillViewsLiveOptions {
+  /**
+   * Called when the stream is refused or ended for the token (UNAUTHORIZED), besides SkillViewsProvider's
+   * onUnauthorized. The hook keeps retrying, asking getToken afresh each time.
+   */
+  onUnauthorized?: (error: unknown) => void;
+}
+
+/** Delay before retry number `failures` (0-based) after a refusal: 1 s doubling to 30 s, with ±20% jitter. */
+export function liveRetryDelay(failures: number): number {
+  const base = Math.min(30_000, 1_000 * 2 ** failures);
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+/**
+ * The HTTP status of a refused stream, when the EventSource implementation reports one (the `eventsource` package's
+ * error event has `code`; a browser's has none). tRPC's link hands the event on as the error's `shape` (an event
+ * with a numeric code and a message looks like an error response to it) or somewhere in its `cause`.
+ */
+function refusalStatus(error: unknown): number | null {
+  const e = error as { shape?: unknown; cause?: { error?: unknown } } | null;
+  for (const candidate of [e?.shape, e?.cause, e?.cause?.error]) {
+    const code = (candidate as { code?: unknown } | null | undefined)?.code;
+    if (typeof code === 'number' && code >= 400 && code < 600) return code;
+  }
+  return null;
+}
+
+/**
+ * The code a refused or ended stream failed with: the tRPC error code when the server sent one (UNAUTHORIZED when
+ * the token expired mid-stream), else one read from the HTTP status (401 UNAUTHORIZED, 429 TOO_MANY_REQUESTS) when
+ * the EventSource reports it (501 NOT_IMPLEMENTED: live updates are off, never retried); null when nothing says (a browser's EventSource hides the status).
+ */
+export function liveErrorCode(error: unknown): string | null {
+  const code = errorCode(error);
+  if (code) return code;
+  const status = refusalStatus(error);
+  if (status === 401) return 'UNAUTHORIZED';
+  if (status === 429) return 'TOO_MANY_REQUESTS';
+  if (status === 501) return 'NOT_IMPLEMENTED';
+  return null;
+}
+
+/**
+ * The onChange subscription behind useSkillViewsLive, one per QueryClient; usable without React too (any TanStack
+ * QueryClient): `acquire` opens it (with a ref to an onUnauthorized handler), `release` closes it once nobody holds
+ * it, `subscribe`/`getSnapshot` report its LiveState. The provider value gives onUnauthorized for UNAUTHORIZED.
+ */
+export class LiveConnection {
+  private state: LiveState = { status: 'connecting' };
+  private readonly listeners = new Set<() => void>();
+  private readonly unauthorizedHandlers = new Set<{ current: SkillViewsLiveOptions['onUnauthorized'] }>();
+  private users = 0;
+  private subscription: { unsubscribe: () => void } | null = null;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private closeTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The id of the last event received: a new subscription resumes after it. */
+  private lastEventId: string | null = null;
+  private failures = 0;
+  /** Refusals in a row whose reason the EventSource did not tell. */
+  private unexplained = 0;
+  /** A stream restarted from nothing after a failure: what happened meanwhile is unknown, so its `ready` refetches. */
+  private resyncOnReady = false;
+
+  constructor(
+    private readonly queryClient: QueryClient,
+    private readonly client: SkillViewsClient,
+    private readonly trpc: SkillViewsTRPC,
+    private readonly provider: { onUnauthorized: (error: unknown) => void } | null,
+  ) {}
+
+  subscribe = (listener: () => void) => {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  };
+
+  getSnapshot = () => this.state;
+
+  /** Adds a user; the first one opens the stream. */
+  acquire(onUnauthorized: { current: SkillViewsLiveOptions['onUnauthorized'] }) {
+    this.unauthorizedHandlers.add(onUnauthorized);
+    this.users += 1;
+    if (this.closeTimer) {
+      clearTimeout(this.closeTimer);
+      this.closeTimer = null;
+    }
+    if (!this.subscription && !this.retryTimer) this.connect();
+  }
+
+  /** Removes a user; when none is left the stream closes (a moment later, so a remount does not reopen it). */
+  release(onUnauthorized: { current: SkillViewsLiveOptions['onUnauthorized'] }) {
+    this.unauthorizedHandlers.delete(onUnauthorized);
+    this.users -= 1;
+    if (this.users > 0 || this.closeTimer) return;
+    this.closeTimer = setTimeout(() => {
+      this.closeTimer = null;
+      if (this.users === 0) this.close();
+    }, 0);
+  }
+
+  private close() {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.subscription?.unsubscribe();
+    this.subscription = null;
+    this.setState({ status: 'connecting', ...(this.state.lastEventAt ? { lastEventAt: this.state.lastEventAt } : {}) });
+  }
+
+  private setState(next: LiveState) {
+    this.state = next;
+    for (const listener of this.listeners) listener();
+  }
+
+  private update(patch: Partial<LiveState>) {
+    const next: LiveState = { ...this.state, ...patch };
+    if (next.error === undefined) delete next.error;
+    this.setState(next);
+  }
+
+  private connect() {
+    const resumeFrom = this.lastEventId;
+    let ended = false;
+    const subscription = this.client.onChange.subscribe(resumeFrom ? { lastEventId: resumeFrom } : {}, {
+      onStarted: () => {
+        if (ended) return;
+        this.failures = 0;
+        this.unexplained = 0;
+        this.update({ status: 'live', error: undefined });
+      },
+      onConnectionStateChange: (connection) => {
+        if (ended) return;
+        if (connection.state === 'pending') this.update({ status: 'live', error: undefined });
+        // tRPC reconnects by itself after a dropped connection or a retryable error, resuming after the last event.
+        else if (connection.state === 'connecting' && (connection.error || this.state.status === 'live')) {
+          this.update({ status: 'reconnecting', error: connection.error ?? undefined });
+        }
+      },
+      onData: ({ id, data }: { id: string; data: LiveEvent }) => {
+        if (ended) return;
+        this.lastEventId = id;
+        this.update({ status: 'live', error: undefined, lastEventAt: new Date() });
+        const event: LiveEvent = data.kind === 'ready' && this.resyncOnReady ? { kind: 'resync' } : data;
+        this.resyncOnReady = false;
+        void refreshAfterLiveEvent(this.queryClient, this.trpc, event);
+      },
+      onError: (error) => {
+        if (ended) return;
+        ended = true;
+        this.fail(error);
+      },
+      onComplete: () => {
+        if (ended) return;
+        ended = true;
+        // The server ended the stream without an error (e.g. shutting down): open a new one.
+        this.fail(null);
+      },
+    });
+    this.subscription = {
+      unsubscribe: () => {
+        ended = true;
+        subscription.unsubscribe();
+      },
+    };
+  }
+
+  /** The stream was refused or ended for good: tell whom it concerns, then try again after a backoff. */
+  private fail(error: unknown) {
+    this.subscription?.unsubscribe();
+    this.subscription = null;
+    if (this.users === 0) return;
+    if (this.lastEventId === null) this.resyncOnReady = true;
+    this.update({ status: error === null ? 'reconnecting' : 'error', error: error ?? undefined });
+    const code = error === null ? null : liveErrorCode(error);
+    this.unexplained = error !== null && code === null ? this.unexplained + 1 : 0;
+    // The server has live updates switched off (LIVE_UPDATES=false): asking again will not change that.
+    if (code === 'NOT_IMPLEMENTED') return;
+    if (code === 'UNAUTHORIZED') this.unauthorized(error);
+    // Once is usually a page's first load with a stale token, which its queries report already.
+    else if (this.unexplained >= 2) void this.probe();
+    const delay = liveRetryDelay(this.failures);
+    this.failures += 1;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.users === 0) return;
+      this.update({ status: 'reconnecting' });
+      this.connect();
+    }, delay);
+  }
+
+  private unauthorized(error: unknown) {
+    this.provider?.onUnauthorized(error);
+    for (const handler of this.unauthorizedHandlers) handler.current?.(error);
+  }
+
+  /**
+   * A browser's EventSource hides why a stream was refused (401, 429 and a proxy's 502 look alike): after the second
+   * such refusal in a row, one ordinary call finds out whether the token is the reason.
+   */
+  private async probe() {
+    try {
+      await this.client.trackingPreference.query({});
+    } catch (error) {
+      if (errorCode(error) === 'UNAUTHORIZED' && this.users > 0) this.unauthorized(error);
+    }
+  }
+}
+
+const liveConnections = new WeakMap<QueryClient, LiveConnection>();
+
+/**
+ * Keeps badges, the feed, the nav count and change summaries live: subscribes to `onChange` (server-sent events)
+ * and invalidates exactly what each event touches (refreshAfterLiveEvent). Mount it once near the top of the app;
+ * any number of components may call it: they share one stream per QueryClient, open while at least one of them
+ * is mounted. Returns the stream's LiveState for an indicator.
+ *
+ * When the server refuses or ends the stream (a token that expired or was refused, the per-user stream cap,
+ * a server going away) it retries with backoff (liveRetryDelay), with a fresh token from getToken each time,
+ * resuming after the last event received (the server answers `resync` if it cannot tell what was missed). For
+ * UNAUTHORIZED it calls SkillViewsProvider's onUnauthorized and `options.onUnauthorized`.
+ */
+export function useSkillViewsLive(options: SkillViewsLiveOptions = {}): LiveState {
+  const queryClient = useQueryClient();
+  const client = useTRPCClient();
+  const trpc = useTRPC();
+  const provider = useContext(LiveContext);
+  const onUnauthorized = useRef(options.onUnauthorized);
+  useEffect(() => {
+    onUnauthorized.current = options.onUnauthorized;
+  });
+  const [connection] = useState(() => {
+    let shared = liveConnections.get(queryClient);
+    if (!shared) {
+      shared = new LiveConnection(queryClient, client, trpc, provider);
+      liveConnections.set(queryClient, shared);
+    }
+    return shared;
+  });
+  useEffect(() => {
+    connection.acquire(onUnauthorized);
+    return () => connection.release(onUnauthorized);
+  }, [connection]);
+  return useSyncExternalStore(connection.subscribe, connection.getSnapshot, connection.getSnapshot);
 }

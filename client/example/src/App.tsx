@@ -1,6 +1,7 @@
-// The example app: a session gate (sign-in), then the skills list, the what's-new feed, skill pages and privacy.
+// The example app: a session gate (sign-in), then the skills list, the what's-new feed, skill pages and privacy, kept
+// live by one onChange subscription.
 import { useEffect, useState } from 'react';
-import { SkillViewsProvider } from '../../react.ts';
+import { SkillViewsProvider, useSkillViewsLive } from '../../react.ts';
 import { EmptyState } from './components.tsx';
 import { DirectoryProvider, useDirectory } from './directory.tsx';
 import { PrivacyPage } from './pages/PrivacyPage.tsx';
@@ -8,7 +9,7 @@ import { SignIn } from './pages/SignIn.tsx';
 import { SkillPage } from './pages/SkillPage.tsx';
 import { SkillsPage } from './pages/SkillsPage.tsx';
 import { WhatsNewPage } from './pages/WhatsNewPage.tsx';
-import { NavCount } from './read-state.tsx';
+import { LiveIndicator, NavCount } from './read-state.tsx';
 import { Link, parseRoute, paths, usePathname, type Route } from './router.tsx';
 import { checkToken, initialToken, saveToken, type Session } from './session.ts';
 
@@ -57,6 +58,9 @@ const titles: Record<Route['page'], string> = {
 function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
   const route = parseRoute(usePathname());
   const { userName, tenantName } = useDirectory();
+  // The app's live subscription (badges, the feed and the nav count refetch as skills change), held by the shell so
+  // it does not depend on the indicator being shown; the indicator shares the same stream.
+  useSkillViewsLive();
   useEffect(() => {
     document.title = `${titles[route.page]} · Skills`;
   }, [route.page]);
@@ -80,6 +84,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
             <Link to={paths.privacy} aria-current={route.page === 'privacy' ? 'page' : undefined}>
               Privacy
             </Link>
+            <LiveIndicator />
           </nav>
           <div className="user">
             <span className="user-name" data-testid="signed-in-as">

@@ -100,6 +100,11 @@ export function expiredToken(user: { tenantId: string; userId: string }): Promis
   return signToken(user, authSecret, Math.floor(Date.now() / 1000) - 60);
 }
 
+/** A correctly signed token for a demo user that expires `seconds` from now. */
+export function shortLivedToken(user: { tenantId: string; userId: string }, seconds: number): Promise<string> {
+  return signToken(user, authSecret, `${seconds}s`);
+}
+
 /** A well-formed, unexpired token signed with the wrong key: only the server can tell it is bad. */
 export function forgedToken(user: { tenantId: string; userId: string }): Promise<string> {
   return signToken(user, 'not-the-server-secret-0123456789abcdefgh', '1h');
@@ -107,13 +112,24 @@ export function forgedToken(user: { tenantId: string; userId: string }): Promise
 
 /**
  * Collects the paths of the tRPC HTTP requests a page makes, e.g. "/trpc/viewsForSkills,whatsNew" for
- * a batch (the method is left out: the client sends queries as POST, see client/index.ts).
+ * a batch (the method is left out: the client sends queries as POST, see client/index.ts). The live stream
+ * (an EventSource on /trpc/onChange) is not a call and is left out: see liveStreams.
  */
 export function trpcRequests(page: Page): string[] {
   const seen: string[] = [];
   page.on('request', (request) => {
     const url = new URL(request.url());
-    if (url.pathname.startsWith('/trpc/')) seen.push(decodeURIComponent(url.pathname));
+    if (url.pathname.startsWith('/trpc/') && request.resourceType() !== 'eventsource') seen.push(decodeURIComponent(url.pathname));
+  });
+  return seen;
+}
+
+/** Collects the paths of the server-sent-event streams (EventSource requests) a page opens under /trpc/, e.g. "/trpc/onChange". */
+export function liveStreams(page: Page): string[] {
+  const seen: string[] = [];
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.pathname.startsWith('/trpc/') && request.resourceType() === 'eventsource') seen.push(decodeURIComponent(url.pathname));
   });
   return seen;
 }
