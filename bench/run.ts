@@ -13,6 +13,7 @@ import { createContextInner } from '../server/context.ts';
 import { createCaller } from '../server/router.ts';
 import type { ClientConfig, ClientMessage, ClientRequest } from './http-client.ts';
 import type { ServerConfig, ServerMessage } from './http-server.ts';
+import { ask } from './child.ts';
 import { BackendCpu, processCpuMs } from './cpu.ts';
 import { countingDriverOptions, diffCounters, newCounters, type DriverCounters } from './instrument.ts';
 import { runPhase, summarize, type PhaseResult, type Summary } from './measure.ts';
@@ -239,21 +240,6 @@ function callerRunner(url: string, pool: number, appRole: string): Runner {
   };
 }
 
-/** Sends a message to a child process and waits for its answer of type `type`. */
-function ask<T extends { type: string }>(child: ChildProcess, message: unknown, type: T['type']): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: T) => {
-      if (m.type !== type) return;
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-      resolve(m);
-    };
-    const onExit = (code: number | null) => reject(new Error(`child process exited (${code}) while waiting for ${type}`));
-    child.on('message', onMessage);
-    child.once('exit', onExit);
-    if (message !== null) child.send(message as object);
-  });
-}
 
 /** Starts a bench script as `npm start` starts the server: node --import tsx, plus any extra Node flags. */
 function forkTs(script: string, env: Record<string, string>, profile: boolean, nodeFlags: string[] = []): ChildProcess {
