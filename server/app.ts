@@ -122,6 +122,11 @@ export function buildServer(options: ServerOptions) {
   app.addHook('onResponse', async (request, reply) => {
     logRequest(request, reply.statusCode, reply.elapsedTime);
   });
+  // A request its client abandons (a live stream closed by the browser, a cancelled call) never reaches onResponse:
+  // its line has status 499 (the client closed the request, as nginx logs it).
+  app.addHook('onRequestAbort', async (request) => {
+    logRequest(request, CLIENT_CLOSED_REQUEST, NaN);
+  });
 
   app.register(trpcRoutes, {
     prefix: '/trpc',
@@ -136,7 +141,7 @@ export function buildServer(options: ServerOptions) {
       const status = getHTTPStatusCodeFromError(error);
       return { status, body: transportErrorBody(error.code, error.message, status) };
     },
-    onError({ error, path, req }) {
+    onError({ error, path, req, type }) {
       // Calls that never reached a procedure (unknown path, refused method, no context, a malformed batch); the
       // procedure middleware counted the others. An unknown path counts as `(unknown)`, never as itself.
       if (metrics && !countedErrors.has(error)) metrics.recordCall(path, error.code);
@@ -146,6 +151,10 @@ export function buildServer(options: ServerOptions) {
           ? 'a prepared statement is missing on the server connection: behind a transaction pooler (PgBouncer) set DB_PREPARE=false'
           : undefined;
         req.log.error({ err: error.cause ?? error, procedure: path, hint }, 'procedure failed');
+      } else if (type === 'subscription') {
+        // A live stream ending as designed (shutdown, a slow client dropped, the token expired, a refusal): one
+        // debug line, not a database warning with a stack per stream at every deploy.
+        req.log.debug({ code: error.code, procedure: path }, 'live stream refused or ended');
       } else if (error.code === 'SERVICE_UNAVAILABLE') {
         req.log.warn({ err: error.cause ?? error, procedure: path }, 'database unavailable');
       } else req.log.debug({ code: error.code, procedure: path }, 'procedure rejected');
@@ -217,6 +226,9 @@ export function buildServer(options: ServerOptions) {
   return app;
 }
 
+/** The status logged for a request whose client closed the connection before the answer was complete (nginx's 499). */
+const CLIENT_CLOSED_REQUEST = 499;
+
 /** A tenant and user id no row can have (the nil uuid): the health check's read finds nothing by design. */
 const HEALTH_PROBE_ID = '00000000-0000-0000-0000-000000000000';
 /** /healthz answers within this (ms) even when the database hangs, so a load balancer's check never times out. */
@@ -238,7 +250,7 @@ function logRequest(request: FastifyRequest, statusCode: number, elapsedMs: numb
       path: procedures ? '/trpc' : path.slice(0, 200),
       procedures,
       statusCode,
-      outcome: statusCode < 400 ? 'ok' : statusCode === 207 ? 'partial' : 'error',
+      outcome: statusCode < 400 ? 'ok' : statusCode === 207 ? 'partial' : statusCode === CLIENT_CLOSED_REQUEST ? 'aborted' : 'error',
       durationMs: Number.isFinite(elapsedMs) ? Math.round(elapsedMs * 10) / 10 : undefined,
     },
     'request completed',

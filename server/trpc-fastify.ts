@@ -63,8 +63,8 @@ export function trpcRoutes<TRouter extends AnyRouter>(app: FastifyInstance, opti
     if (contextError !== null && options.subscriptionRefusal && response.headers.get('content-type')?.startsWith('text/event-stream')) {
       // The stream's body (which would carry the error as an event) is never read: cancelling it ends the generator.
       await response.body?.cancel().catch(() => {});
+      // tRPC has reported the error to onError already (the call failed on the missing context).
       const error = getTRPCErrorFromUnknown(contextError);
-      options.onError?.({ error, path: req.params.path, input: undefined, ctx: undefined, type: 'subscription', req });
       const refusal = options.subscriptionRefusal(error);
       return reply.code(refusal.status).type('application/json').send(refusal.body);
     }
