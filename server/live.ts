@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { TRPCError, tracked, type TrackedEnvelope } from '@trpc/server';
 import type { Database, DbHandle } from '../db/client.ts';
 import { listenForChanges, parseChangeNotification, type ChangeListener, type ListenerOptions } from '../db/notifications.ts';
-import { unseenAnnounced, type AnnouncedChange, type ChangeReason } from '../db/queries/live.ts';
+import { unseenAnnouncedForUsers, type AnnouncedChange, type ChangeReason } from '../db/queries/live.ts';
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import type { Session } from './session.ts';
 
@@ -139,6 +139,13 @@ class Stream {
 }
 
 const userKeyOf = (s: Session) => `${s.tenantId}:${s.userId}`;
+
+/**
+ * Users re-checked in one request transaction (each under RLS as themselves, db/queries/live.ts): one transaction per
+ * user cost about 0.6 ms of server CPU (BENCHMARKS.md, Live updates); grouping shares its BEGIN, scope statement and
+ * COMMIT, and sends the group's statements in one round trip.
+ */
+const USERS_PER_CHECK = 50;
 
 export class LiveHub {
   private listener: ChangeListener | null = null;
@@ -273,7 +280,8 @@ export class LiveHub {
     if (missed.length === 0) return;
     stream.held = [];
     const epoch = this.epoch!;
-    void this.check(stream.session, missed).then((changes) => {
+    void this.check(stream.session.tenantId, [stream.session.userId], missed).then((found) => {
+      const changes = found?.get(stream.session.userId) ?? null;
       if (changes === null || changes.length > this.opts.burstLimit) {
         this.stats.resyncs++;
         stream.finishReplay([tracked(this.position(), { kind: 'resync' }) as LiveMessage]);
@@ -358,23 +366,26 @@ export class LiveHub {
     for (const [tenantId, entries] of byTenant) {
       const users = this.byTenant.get(tenantId);
       if (!users) continue;
-      for (const streams of users.values()) {
-        const targets = [...streams];
-        const session = targets[0]?.session;
-        if (!session) continue;
+      // Each user's streams as they are now; users are re-checked in groups of USERS_PER_CHECK, one transaction each.
+      const targets = [...users.entries()].map(([userId, streams]) => ({ userId, streams: [...streams] }));
+      for (let i = 0; i < targets.length; i += USERS_PER_CHECK) {
+        const group = targets.slice(i, i + USERS_PER_CHECK);
         tasks.push(async () => {
-          const changes = await this.check(session, entries);
-          let messages: LiveMessage[];
-          if (changes === null || changes.length > this.opts.burstLimit) {
-            messages = [tracked(`${epoch}.${entries[entries.length - 1]!.seq}`, { kind: 'resync' }) as LiveMessage];
-            this.stats.resyncs += targets.length;
-          } else {
-            messages = changes.map(
-              (c) => tracked(`${epoch}.${c.seq}`, { kind: 'changed', skillId: c.skillId, reasons: c.reasons }) as LiveMessage,
-            );
-            this.stats.delivered += messages.length * targets.length;
+          const found = await this.check(tenantId, group.map((g) => g.userId), entries);
+          for (const { userId, streams } of group) {
+            const changes = found?.get(userId) ?? null;
+            let messages: LiveMessage[];
+            if (changes === null || changes.length > this.opts.burstLimit) {
+              messages = [tracked(`${epoch}.${entries[entries.length - 1]!.seq}`, { kind: 'resync' }) as LiveMessage];
+              this.stats.resyncs += streams.length;
+            } else {
+              messages = changes.map(
+                (c) => tracked(`${epoch}.${c.seq}`, { kind: 'changed', skillId: c.skillId, reasons: c.reasons }) as LiveMessage,
+              );
+              this.stats.delivered += messages.length * streams.length;
+            }
+            for (const s of streams) for (const m of messages) s.push(m);
           }
-          for (const s of targets) for (const m of messages) s.push(m);
         });
       }
     }
@@ -382,10 +393,15 @@ export class LiveHub {
   }
 
   /**
-   * The notified changes that are news to `session`, each with the highest sequence number that announced it, in
-   * sequence order; null when the check failed (the subscriber is then told to resync).
+   * The notified changes that are news to each of `userIds` (of `tenantId`), each with the highest sequence number
+   * that announced it, in sequence order: one request transaction for all of them, each user's check under RLS as that
+   * user (db/queries/live.ts). null when the check failed: those subscribers are told to resync.
    */
-  private async check(session: Session, entries: Buffered[]): Promise<{ skillId: string; reasons: ChangeReason[]; seq: number }[] | null> {
+  private async check(
+    tenantId: string,
+    userIds: string[],
+    entries: Buffered[],
+  ): Promise<Map<string, { skillId: string; reasons: ChangeReason[]; seq: number }[]> | null> {
     const bySkill = new Map<string, AnnouncedChange & { seq: number }>();
     for (const e of entries) {
       const c = bySkill.get(e.skillId) ?? { skillId: e.skillId, content: false, minFeedbackSeq: null, seq: 0 };
@@ -394,15 +410,20 @@ export class LiveHub {
       c.seq = Math.max(c.seq, e.seq);
       bySkill.set(e.skillId, c);
     }
-    this.stats.checks++;
+    this.stats.checks += userIds.length;
+    const announced = [...bySkill.values()].map(({ skillId, content, minFeedbackSeq }) => ({ skillId, content, minFeedbackSeq }));
     try {
-      const found = await withTenantTransaction(this.opts.db, { role: this.opts.appRole, tenantId: session.tenantId, userId: session.userId }, (tx) =>
-        unseenAnnounced(tx, session, [...bySkill.values()]),
+      const found = await withTenantTransaction(this.opts.db, { role: this.opts.appRole, tenantId, userId: userIds[0]! }, (tx) =>
+        unseenAnnouncedForUsers(tx, tenantId, userIds, announced),
       );
-      return found.map((f) => ({ skillId: f.skillId, reasons: f.reasons, seq: bySkill.get(f.skillId)!.seq })).sort((a, b) => a.seq - b.seq);
+      const result = new Map<string, { skillId: string; reasons: ChangeReason[]; seq: number }[]>();
+      for (const [userId, changes] of found) {
+        result.set(userId, changes.map((f) => ({ skillId: f.skillId, reasons: f.reasons, seq: bySkill.get(f.skillId)!.seq })).sort((a, b) => a.seq - b.seq));
+      }
+      return result;
     } catch (err) {
-      this.stats.checkFailures++;
-      this.opts.log?.warn({ err }, 'live updates: re-check failed; the subscriber resyncs');
+      this.stats.checkFailures += userIds.length;
+      this.opts.log?.warn({ err }, 'live updates: re-check failed; its subscribers resync');
       return null;
     }
   }

@@ -5,6 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbHandle } from '../db/client.ts';
+import { unseenAnnounced, unseenAnnouncedForUsers } from '../db/queries/live.ts';
+import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import { LiveHub } from '../server/live.ts';
 import { engines } from './support/engines.ts';
 import { APP_ROLE, createTenant, editSkill, insertFeedback, insertView, publishVersion, skillSpec, type TenantFixture } from './support/factory.ts';
@@ -238,6 +240,54 @@ describe.each(engines)('live streams, bounded, on $name', (engine) => {
     } finally {
       await hub.close();
     }
+  });
+
+  it('re-checks many users of a tenant in groups, each under RLS as itself: exactly the viewers hear of a change', async () => {
+    const hub = new LiveHub({ db: h.db, appRole: APP_ROLE });
+    await hub.start(h);
+    try {
+      // 120 users: three groups of checks (50 per transaction). Every third user viewed the skill.
+      const t = await createTenant(h.db, { userCount: 120, skills: [skillSpec('s'), skillSpec('control')] });
+      const viewers = t.userIds.filter((_, i) => i % 3 === 0);
+      for (const userId of viewers) await insertView(h.db, t, { userId, skillId: t.skills.s! });
+      for (const userId of t.userIds) await insertView(h.db, t, { userId, skillId: t.skills.control! });
+      const received = new Map<string, unknown[]>();
+      const ac = new AbortController();
+      const readers = t.userIds.map(async (userId) => {
+        const events: unknown[] = [];
+        received.set(userId, events);
+        for await (const [, event] of hub.stream({ tenantId: t.tenantId, userId }, { signal: ac.signal })) {
+          if (event.kind !== 'ready') events.push(event);
+        }
+      });
+      await expect.poll(() => hub.streams).toBe(120);
+      await editSkill(h.db, t, t.skills.s!, { description: 'edited' });
+      await editSkill(h.db, t, t.skills.control!, { description: 'edited' });
+      await expect.poll(() => [...received.values()].every((e) => e.some((x: any) => x.skillId === t.skills.control)), { timeout: 5_000 }).toBe(true);
+      ac.abort();
+      await Promise.all(readers);
+      for (const [userId, events] of received) {
+        const skills = events.map((e: any) => e.skillId);
+        expect(skills).toEqual(viewers.includes(userId) ? [t.skills.s, t.skills.control] : [t.skills.control]);
+      }
+      expect(hub.stats.checkFailures).toBe(0);
+    } finally {
+      await hub.close();
+    }
+  });
+
+  it('refuses to answer for a user its check did not run as (fails closed, the subscribers resync)', async () => {
+    const t = await createTenant(h.db, { userCount: 2, skills: [skillSpec('s')] });
+    const [a, b] = [t.userIds[0]!, t.userIds[1]!];
+    const announced = [{ skillId: t.skills.s!, content: true, minFeedbackSeq: null }];
+    // Scoped to a, asked about b: an error, never an empty "nothing new for b".
+    await expect(
+      withTenantTransaction(h.db, { role: APP_ROLE, tenantId: t.tenantId, userId: a }, (tx) => unseenAnnounced(tx, { tenantId: t.tenantId, userId: b }, announced)),
+    ).rejects.toThrow(/did not run as its user/);
+    const both = await withTenantTransaction(h.db, { role: APP_ROLE, tenantId: t.tenantId, userId: a }, (tx) =>
+      unseenAnnouncedForUsers(tx, t.tenantId, [a, b], announced),
+    );
+    expect([...both.keys()]).toEqual([a, b]);
   });
 
   it('ends every stream with a retryable SERVICE_UNAVAILABLE when the server closes, promptly', async () => {

@@ -35,24 +35,58 @@ export async function unseenAnnounced(db: Executor, scope: ViewerScope, changes:
   const ids = uuidArrayParam(changes.map((c) => c.skillId));
   const content = `{${changes.map((c) => (c.content ? 't' : 'f')).join(',')}}`;
   const seqs = `{${changes.map((c) => (c.minFeedbackSeq === null ? 'NULL' : String(Math.trunc(c.minFeedbackSeq)))).join(',')}}`;
-  const rows = await query<{ skill_id: string; content: boolean; feedback: boolean }>(
+  // The lateral join keeps one row even when nothing is news, carrying whether the statement ran as `scope.userId`
+  // (unseenAnnouncedForUsers switches users between statements): a check under the wrong user is an error, not silence.
+  const rows = await query<{ scoped: boolean; skill_id: string | null; content: boolean | null; feedback: boolean | null }>(
     db,
-    sql`select v.skill_id,
-        (x.content and ${contentUnseen}) as content,
-        (x.min_seq is not null and exists (select 1 from skill_feedback f
-          where f.tenant_id = v.tenant_id and f.skill_id = v.skill_id and f.seq >= x.min_seq
-            and ${feedbackUnseen(scope.userId)})) as feedback
-      from unnest(${ids}::uuid[], ${content}::boolean[], ${seqs}::bigint[]) as x(skill_id, content, min_seq)
-      join user_skill_views v on v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid and v.skill_id = x.skill_id
-      join skills s on s.tenant_id = v.tenant_id and s.id = v.skill_id
-      order by v.skill_id`,
+    sql`select sc.scoped, r.skill_id, r.content, r.feedback
+      from (select pg_catalog.current_setting('app.current_user_id', true) = ${scope.userId} as scoped) sc
+      left join lateral (
+        select v.skill_id,
+          (x.content and ${contentUnseen}) as content,
+          (x.min_seq is not null and exists (select 1 from skill_feedback f
+            where f.tenant_id = v.tenant_id and f.skill_id = v.skill_id and f.seq >= x.min_seq
+              and ${feedbackUnseen(scope.userId)})) as feedback
+        from unnest(${ids}::uuid[], ${content}::boolean[], ${seqs}::bigint[]) as x(skill_id, content, min_seq)
+        join user_skill_views v on v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid and v.skill_id = x.skill_id
+        join skills s on s.tenant_id = v.tenant_id and s.id = v.skill_id
+      ) r on true
+      order by r.skill_id`,
   );
+  if (rows[0]?.scoped !== true) throw new Error('live re-check did not run as its user: refusing to answer for it');
   const result: SubscriberChange[] = [];
   for (const row of rows) {
+    if (row.skill_id === null) continue;
     const reasons: ChangeReason[] = [];
     if (row.content) reasons.push('content');
     if (row.feedback) reasons.push('feedback');
     if (reasons.length > 0) result.push({ skillId: row.skill_id, reasons });
   }
   return result;
+}
+
+/**
+ * unseenAnnounced for several users of one tenant in one request transaction: the transaction is scoped to the first
+ * user (the caller ran the scope statement for them), and before each later user's check one statement switches
+ * `app.current_user_id` to that user, so each check runs under RLS as its own user (role and tenant unchanged). The
+ * switch is a statement of its own: RLS policies read the setting when the check executes. The statements are issued
+ * in order without waiting, so on postgres.js they travel in one round trip. Should a check ever run under another
+ * user's setting, RLS shows it none of its own rows: it fails closed (nothing sent), never open.
+ */
+export async function unseenAnnouncedForUsers(
+  db: Executor,
+  tenantId: string,
+  userIds: readonly string[],
+  changes: readonly AnnouncedChange[],
+): Promise<Map<string, SubscriberChange[]>> {
+  const checks: Promise<SubscriberChange[]>[] = [];
+  const switches: Promise<unknown>[] = [];
+  userIds.forEach((userId, i) => {
+    // Through query(), like the checks: every statement takes the same steps to the driver, so they reach the
+    // connection in the order they are issued here.
+    if (i > 0) switches.push(query(db, sql`select pg_catalog.set_config('app.current_user_id', ${userId}, true)`));
+    checks.push(unseenAnnounced(db, { tenantId, userId }, changes));
+  });
+  const [results] = await Promise.all([Promise.all(checks), Promise.all(switches)]);
+  return new Map(userIds.map((userId, i) => [userId, results[i]!]));
 }
