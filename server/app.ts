@@ -1,7 +1,6 @@
 // The HTTP server: tRPC at /trpc, the tRPC panel at /panel (outside production), /healthz and /metrics.
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
-import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
 import { sql } from 'drizzle-orm';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -10,11 +9,12 @@ import { poolActivityOf, requestTimeoutOf, type Database } from '../db/client.ts
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import type { Authenticator } from './auth.ts';
 import { createContextFactory } from './context.ts';
-import { isMissingPreparedStatement, RETRY_AFTER_SECONDS, transportErrorBody } from './errors.ts';
+import { errorResponse, isMissingPreparedStatement, RETRY_AFTER_SECONDS, transportErrorBody } from './errors.ts';
 import { countedErrors, createMetrics, hasMetricsToken } from './metrics.ts';
 import type { LiveHub } from './live.ts';
 import { createRateLimits, rateLimitHeaders, type RateLimitOptions } from './rate-limit.ts';
 import { appRouter, type AppRouter } from './router.ts';
+import { liveInputs } from './routers/live.ts';
 import { trpcRoutes, type TrpcRouteOptions } from './trpc-fastify.ts';
 
 export interface ServerOptions {
@@ -131,16 +131,13 @@ export function buildServer(options: ServerOptions) {
   app.register(trpcRoutes, {
     prefix: '/trpc',
     router: appRouter,
-    createContext: createContextFactory({ ...options, metrics, limits, tracing: options.tracing ?? true }),
+    createContext: createContextFactory({ ...options, metrics, limits, tracing: options.tracing ?? true, subscriptionInputs: liveInputs }),
     maxBatchSize: options.maxBatchSize ?? 50,
     // Lets clients send queries as POST (long inputs); GET still works for curl and caches.
     allowMethodOverride: true,
     responseMeta: ({ ctx }) => (ctx?.ops?.rateLimit ? { headers: rateLimitHeaders(ctx.ops.rateLimit) } : {}),
     // A live stream that cannot open (no or bad token, the per-user cap) is refused with its HTTP status.
-    subscriptionRefusal: (error) => {
-      const status = getHTTPStatusCodeFromError(error);
-      return { status, body: transportErrorBody(error.code, error.message, status) };
-    },
+    subscriptionRefusal: (error, path) => errorResponse(error, path, options.exposeErrors),
     onError({ error, path, req, type }) {
       // Calls that never reached a procedure (unknown path, refused method, no context, a malformed batch); the
       // procedure middleware counted the others. An unknown path counts as `(unknown)`, never as itself.

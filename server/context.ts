@@ -77,6 +77,11 @@ export interface HttpContextDeps {
   tracing?: boolean;
   /** The live-update hub onChange streams come from (unset: none). */
   live?: LiveHub | null;
+  /**
+   * Input schemas of subscriptions by path: checked before a stream opens, so a bad input is refused with 400
+   * BAD_REQUEST and its zod issues instead of an error event inside a 200 stream.
+   */
+  subscriptionInputs?: Record<string, { safeParse: (value: unknown) => { success: boolean; error?: unknown } }>;
 }
 
 export interface HttpContextRequest {
@@ -138,6 +143,18 @@ export function createContextFactory(deps: HttpContextDeps) {
     if (info?.type === 'subscription') {
       if (!deps.live) throw new TRPCError({ code: 'NOT_IMPLEMENTED', message: 'Live updates are not enabled on this server' });
       if (!session) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'Sign in to continue' });
+      const call = info.calls[0] as { path?: string; getRawInput?: () => Promise<unknown> } | undefined;
+      const schema = call?.path ? deps.subscriptionInputs?.[call.path] : undefined;
+      if (schema && call?.getRawInput) {
+        let raw: unknown;
+        try {
+          raw = await call.getRawInput();
+        } catch (cause) {
+          throw new TRPCError({ code: 'BAD_REQUEST', message: 'The input is not valid JSON', cause });
+        }
+        const parsed = schema.safeParse(raw);
+        if (!parsed.success) throw new TRPCError({ code: 'BAD_REQUEST', message: 'Invalid input', cause: parsed.error });
+      }
       const refusal = deps.live.refusal(session);
       if (refusal) throw refusal;
     }

@@ -65,6 +65,17 @@ export function transportErrorBody(code: TRPC_ERROR_CODE_KEY, message: string, h
   return JSON.stringify({ error: transformer.serialize(shape) });
 }
 
+/**
+ * The status and body of an error raised before a procedure's response began (a live stream refused before it
+ * opens): the same shape and rules as formatError (zod issues for BAD_REQUEST, internal messages hidden unless
+ * `expose`).
+ */
+export function errorResponse(error: TRPCError, path: string | undefined, expose: boolean): { status: number; body: string } {
+  const status = getHTTPStatusCodeFromError(error);
+  const shape = { message: error.message, code: TRPC_ERROR_CODES_BY_KEY[error.code], data: { code: error.code, httpStatus: status, path } };
+  return { status, body: JSON.stringify({ error: transformer.serialize(formatError({ shape, error, expose })) }) };
+}
+
 // Postgres SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html) a retry may cure:
 // connection failures (08…), operator intervention such as a terminated backend or a restart (57P01–57P05),
 // a statement or lock timeout (57014, 55P03), the idle-in-transaction timeout (25P03), too many connections

@@ -62,6 +62,8 @@ export interface StreamOptions {
 
 interface Buffered {
   seq: number;
+  /** When this process heard it (Date.now()). */
+  at: number;
   tenantId: string;
   skillId: string;
   kind: 'content' | 'feedback';
@@ -147,6 +149,12 @@ const userKeyOf = (s: Session) => `${s.tenantId}:${s.userId}`;
  */
 const USERS_PER_CHECK = 50;
 
+/**
+ * How far back (ms) a fresh stream (no lastEventId) looks for changes that are news to its caller: the moments
+ * between a page's first fetch and its stream opening (authentication, the connection) are covered.
+ */
+const FRESH_STREAM_LOOKBACK_MS = 10_000;
+
 export class LiveHub {
   private listener: ChangeListener | null = null;
   /** The current listening session; ids of another epoch cannot be resumed. null while not listening. */
@@ -159,6 +167,8 @@ export class LiveHub {
   private readonly byTenant = new Map<string, Map<string, Set<Stream>>>();
   private count = 0;
   private closed = false;
+  /** Re-checks (batches and resumes alike) running at once: each holds a pooled connection. */
+  private readonly checkSlots: Slots;
   private readonly opts: Required<Omit<LiveHubOptions, 'log'>> & Pick<LiveHubOptions, 'log'>;
   /** Counters for metrics. */
   readonly stats = { delivered: 0, resyncs: 0, dropped: 0, checks: 0, checkFailures: 0, notifications: 0, reconnects: 0 };
@@ -174,6 +184,7 @@ export class LiveHub {
       checkConcurrency: 4,
       ...options,
     };
+    this.checkSlots = new Slots(this.opts.checkConcurrency);
   }
 
   /** Starts listening on the handle's database (Postgres: `listener.url`, i.e. DATABASE_DIRECT_URL). */
@@ -266,17 +277,23 @@ export class LiveHub {
   /** The first messages of a stream: `ready`, a replay of what a resuming client missed, or `resync`. */
   private begin(stream: Stream, lastEventId: string | null) {
     const position = this.position();
+    let missed: Buffered[];
     if (lastEventId === null) {
       stream.push(tracked(position, { kind: 'ready' }) as LiveMessage);
-      return;
+      // A page fetches its data and opens its stream at about the same time: a change committed in between would be
+      // in neither. The changes heard in the last FRESH_STREAM_LOOKBACK_MS that are news to the caller follow `ready`
+      // (news they may have fetched already only costs a refetch).
+      const since = Date.now() - FRESH_STREAM_LOOKBACK_MS;
+      missed = this.buffer.filter((b) => b.at >= since && b.tenantId === stream.session.tenantId);
+    } else {
+      const from = this.resumable(lastEventId);
+      if (from === null) {
+        this.stats.resyncs++;
+        stream.push(tracked(position, { kind: 'resync' }) as LiveMessage);
+        return;
+      }
+      missed = this.buffer.filter((b) => b.seq > from && b.seq <= this.seq && b.tenantId === stream.session.tenantId);
     }
-    const from = this.resumable(lastEventId);
-    if (from === null) {
-      this.stats.resyncs++;
-      stream.push(tracked(position, { kind: 'resync' }) as LiveMessage);
-      return;
-    }
-    const missed = this.buffer.filter((b) => b.seq > from && b.seq <= this.seq && b.tenantId === stream.session.tenantId);
     if (missed.length === 0) return;
     stream.held = [];
     const epoch = this.epoch!;
@@ -330,7 +347,7 @@ export class LiveHub {
     const n = parseChangeNotification(payload);
     if (!n || this.closed) return;
     this.stats.notifications++;
-    const entry: Buffered = { seq: ++this.seq, ...n };
+    const entry: Buffered = { seq: ++this.seq, at: Date.now(), ...n };
     if (this.epoch !== null) {
       this.buffer.push(entry);
       if (this.buffer.length > this.opts.resumeBuffer) this.buffer.splice(0, this.buffer.length - this.opts.resumeBuffer);
@@ -389,7 +406,8 @@ export class LiveHub {
         });
       }
     }
-    await runLimited(tasks, this.opts.checkConcurrency);
+    // Each task waits for one of the checkConcurrency slots (shared with resumes) before taking a connection.
+    await Promise.all(tasks.map((task) => task()));
   }
 
   /**
@@ -402,16 +420,21 @@ export class LiveHub {
     userIds: string[],
     entries: Buffered[],
   ): Promise<Map<string, { skillId: string; reasons: ChangeReason[]; seq: number }[]> | null> {
-    const bySkill = new Map<string, AnnouncedChange & { seq: number }>();
+    // Each skill's event carries the highest sequence number that announced it (its resume position).
+    const bySkill = new Map<string, { seq: number }>();
+    const announced: AnnouncedChange[] = [];
+    const seen = new Set<string>();
     for (const e of entries) {
-      const c = bySkill.get(e.skillId) ?? { skillId: e.skillId, content: false, minFeedbackSeq: null, seq: 0 };
-      if (e.kind === 'content') c.content = true;
-      else c.minFeedbackSeq = c.minFeedbackSeq === null ? e.number : Math.min(c.minFeedbackSeq, e.number);
+      const c = bySkill.get(e.skillId) ?? { seq: 0 };
       c.seq = Math.max(c.seq, e.seq);
       bySkill.set(e.skillId, c);
+      const key = `${e.skillId}:${e.kind}:${e.number}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      announced.push({ skillId: e.skillId, contentRevision: e.kind === 'content' ? e.number : null, feedbackSeq: e.kind === 'feedback' ? e.number : null });
     }
     this.stats.checks += userIds.length;
-    const announced = [...bySkill.values()].map(({ skillId, content, minFeedbackSeq }) => ({ skillId, content, minFeedbackSeq }));
+    const release = await this.checkSlots.acquire();
     try {
       const found = await withTenantTransaction(this.opts.db, { role: this.opts.appRole, tenantId, userId: userIds[0]! }, (tx) =>
         unseenAnnouncedForUsers(tx, tenantId, userIds, announced),
@@ -425,6 +448,8 @@ export class LiveHub {
       this.stats.checkFailures += userIds.length;
       this.opts.log?.warn({ err }, 'live updates: re-check failed; its subscribers resync');
       return null;
+    } finally {
+      release();
     }
   }
 
@@ -481,14 +506,23 @@ export class LiveHub {
   }
 }
 
-/** Runs the tasks with at most `limit` at once. */
-async function runLimited(tasks: (() => Promise<void>)[], limit: number): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < tasks.length) {
-      const task = tasks[next++]!;
-      await task();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+/** At most `limit` holders at once; `acquire()` resolves to the release function, in arrival order. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  constructor(limit: number) {
+    this.free = Math.max(1, limit);
+  }
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    };
+  }
 }

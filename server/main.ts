@@ -14,6 +14,7 @@ import { buildServer } from './app.ts';
 import { createJwtAuthenticator, signToken, type Authenticator } from './auth.ts';
 import { loadConfigOrReport, type Config } from './config.ts';
 import { LiveHub } from './live.ts';
+import { heartbeatMs } from './trpc.ts';
 import { assertRlsEnforced, UnsafeDatabaseError } from './startup-check.ts';
 
 export interface StartOptions {
@@ -103,6 +104,12 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       live,
     });
     live?.setLog(app.log);
+    if (config.LIVE_HEARTBEAT_MS !== heartbeatMs) {
+      app.log.warn(
+        { configured: config.LIVE_HEARTBEAT_MS, inEffect: heartbeatMs },
+        'LIVE_HEARTBEAT_MS is read from the environment when server/trpc.ts loads: set it there, not only in the config passed to start()',
+      );
+    }
     const address = await app.listen({ port: config.PORT, host: config.HOST });
     const retention = config.VIEW_RETENTION_DAYS
       ? scheduleRetention(handle, config.VIEW_RETENTION_DAYS, config.DATABASE_DIRECT_URL, app.log)

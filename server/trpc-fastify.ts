@@ -20,7 +20,7 @@ export interface TrpcRouteOptions<TRouter extends AnyRouter> {
    * tRPC would open the event stream anyway (200) and put the error inside it; this answers with the error's own
    * HTTP status and body instead, before any stream opens. Unset: tRPC's behaviour.
    */
-  subscriptionRefusal?: (error: TRPCError) => { status: number; body: string };
+  subscriptionRefusal?: (error: TRPCError, path: string) => { status: number; body: string };
 }
 
 /**
@@ -65,7 +65,7 @@ export function trpcRoutes<TRouter extends AnyRouter>(app: FastifyInstance, opti
       await response.body?.cancel().catch(() => {});
       // tRPC has reported the error to onError already (the call failed on the missing context).
       const error = getTRPCErrorFromUnknown(contextError);
-      const refusal = options.subscriptionRefusal(error);
+      const refusal = options.subscriptionRefusal(error, req.params.path);
       return reply.code(refusal.status).type('application/json').send(refusal.body);
     }
     reply.code(response.status);

@@ -15,8 +15,12 @@ import { isValidSession } from './session.ts';
  * 1. Initialisation. The error formatter (server/errors.ts) adds zod issues to BAD_REQUEST input errors and,
  * unless the context allows it (EXPOSE_ERRORS=true), hides internal messages and stacks: database errors carry SQL.
  */
-/** SSE heartbeat of live streams (LIVE_HEARTBEAT_MS): tRPC takes it at initialisation, so it is read once here. */
-const heartbeatMs = liveHeartbeatMs.parse(process.env.LIVE_HEARTBEAT_MS);
+/**
+ * SSE heartbeat of live streams (LIVE_HEARTBEAT_MS), in ms: tRPC takes it at initialisation, so it is read from the
+ * environment once, when this module loads. An invalid value falls back to the default here; loadConfig reports it
+ * (naming the variable) before a server starts.
+ */
+export const heartbeatMs: number = liveHeartbeatMs.safeParse(process.env.LIVE_HEARTBEAT_MS).data ?? liveHeartbeatMs.parse(undefined);
 
 const t = initTRPC.context<Context>().create({
   transformer,

@@ -127,6 +127,42 @@ describe.each(engines)('onChange live updates on $name', (engine) => {
     expect(s.live().filter((e) => e.kind === 'changed').map((e) => e.skillId)).toEqual([t.skills.control]);
   });
 
+  it('follows a fresh stream’s ready with the news of the last seconds: a change between a page’s fetch and its stream', async () => {
+    const t = await createTenant(h.db, { userCount: 2, skills: [skillSpec('a'), skillSpec('b')] });
+    await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills.a! });
+    await insertView(h.db, t, { userId: t.userIds[1]!, skillId: t.skills.b! });
+    // The page has fetched; then this commits; then the stream opens.
+    await editSkill(h.db, t, t.skills.a!, { description: 'committed before the stream opened' });
+    await new Promise((r) => setTimeout(r, 100));
+    const s = await subscribe(t, 0);
+    const e = await s.waitForLive((x) => x.kind === 'changed', within);
+    expect(e).toMatchObject({ skillId: t.skills.a, reasons: ['content'] });
+    // The other user never viewed `a`: their fresh stream gets `ready` and nothing about it.
+    const other = await subscribe(t, 1);
+    await editSkill(h.db, t, t.skills.b!, { description: 'control' });
+    await other.waitForLive((x) => x.kind === 'changed', within);
+    expect(other.live().filter((x) => x.kind === 'changed').map((x) => x.skillId)).toEqual([t.skills.b]);
+  });
+
+  it('gives a forged claim about a real skill with unseen news to nobody unless the claimed change exists', async () => {
+    const t = await createTenant(h.db, { userCount: 2, skills: [skillSpec('news'), skillSpec('control')] });
+    for (const slug of ['news', 'control']) await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills[slug]! });
+    await editSkill(h.db, t, t.skills.news!, { description: 'unseen content' });
+    await insertFeedback(h.db, t, { skillId: t.skills.news!, userId: t.userIds[1]! });
+    const s = await subscribe(t);
+    // The real news arrives once (the fresh stream's look back), merged into one event.
+    await s.waitForLive((x) => x.kind === 'changed', within);
+    await new Promise((r) => setTimeout(r, 300));
+    const before = s.live().length;
+    // Claims of a revision and feedback numbers that do not exist, about that very skill.
+    for (const payload of [`${t.tenantId}:${t.skills.news}:content:999`, `${t.tenantId}:${t.skills.news}:feedback:0`, `${t.tenantId}:${t.skills.news}:feedback:77`]) {
+      await h.db.execute(sql`select pg_notify('skill_views_changes', ${payload})`);
+    }
+    await editSkill(h.db, t, t.skills.control!, { description: 'control' });
+    await s.waitForLive((x) => x.kind === 'changed' && x.skillId === t.skills.control, within);
+    expect(s.live().slice(before).map((x) => x.skillId)).toEqual([t.skills.control]);
+  });
+
   it('resumes from Last-Event-ID with what the client missed while disconnected, and resyncs what it cannot prove', async () => {
     const t = await createTenant(h.db, { userCount: 1, skills: [skillSpec('a'), skillSpec('b')] });
     for (const slug of ['a', 'b']) await insertView(h.db, t, { userId: t.userIds[0]!, skillId: t.skills[slug]! });
@@ -177,6 +213,21 @@ describe.each(engines)('onChange live updates on $name', (engine) => {
     await viaParams.waitForLive((e) => e.kind === 'ready');
     const badParams = await open(server.trpcUrl, { connectionParams: { token: 'nope' } });
     expect(badParams.status).toBe(401);
+  });
+
+  it('refuses a bad input with 400 BAD_REQUEST and its zod issues before any stream opens', async () => {
+    const t = await createTenant(h.db, { userCount: 1 });
+    const token = await tokenFor(sessionOf(t));
+    for (const input of [{ unknown: 1 }, { lastEventId: 'x'.repeat(65) }, { lastEventId: 42 }]) {
+      const s = await open(server.trpcUrl, { token, input });
+      expect(s.status).toBe(400);
+      expect(s.body.error.json.data.code).toBe('BAD_REQUEST');
+      expect(s.body.error.json.data.zodIssues.length).toBeGreaterThan(0);
+    }
+    // Not JSON at all.
+    const garbled = await fetch(`${server.trpcUrl}/onChange?input=%7Bnot-json`, { headers: { authorization: `Bearer ${token}` } });
+    expect(garbled.status).toBe(400);
+    await garbled.body?.cancel();
   });
 
   it('ends the stream with UNAUTHORIZED when the token expires', async () => {
@@ -279,7 +330,7 @@ describe.each(engines)('live streams, bounded, on $name', (engine) => {
   it('refuses to answer for a user its check did not run as (fails closed, the subscribers resync)', async () => {
     const t = await createTenant(h.db, { userCount: 2, skills: [skillSpec('s')] });
     const [a, b] = [t.userIds[0]!, t.userIds[1]!];
-    const announced = [{ skillId: t.skills.s!, content: true, minFeedbackSeq: null }];
+    const announced = [{ skillId: t.skills.s!, contentRevision: 1, feedbackSeq: null }];
     // Scoped to a, asked about b: an error, never an empty "nothing new for b".
     await expect(
       withTenantTransaction(h.db, { role: APP_ROLE, tenantId: t.tenantId, userId: a }, (tx) => unseenAnnounced(tx, { tenantId: t.tenantId, userId: b }, announced)),

@@ -6,14 +6,16 @@ import { query, uuidArrayParam } from './rows.ts';
 import { contentUnseen, feedbackUnseen } from './seen.ts';
 import type { ViewerScope } from './views.ts';
 
-/** What was announced about one skill (migration 0009's notifications, merged). */
+/** One change notification (migration 0009): a content revision or a feedback number announced for a skill. */
 export interface AnnouncedChange {
   skillId: string;
-  /** A content revision was announced. */
-  content: boolean;
-  /** The lowest feedback number announced, or null when no feedback was. */
-  minFeedbackSeq: number | null;
+  /** The content revision announced, or null for feedback. */
+  contentRevision: number | null;
+  /** The feedback number announced, or null for content. */
+  feedbackSeq: number | null;
 }
+
+const bigintArray = (values: (number | null)[]) => `{${values.map((v) => (v === null ? 'NULL' : String(Math.trunc(v)))).join(',')}}`;
 
 export type ChangeReason = 'content' | 'feedback';
 
@@ -25,16 +27,19 @@ export interface SubscriberChange {
 
 /**
  * For the caller (`scope`, in a request transaction scoped to them), the announced changes that are news to them: a
- * skill they have a view row for (RLS shows them their own rows only, in their tenant only) whose announced kind is
- * unseen now: `content` when its content is unseen (contentUnseen), `feedback` when feedback by someone else numbered
- * at or above the announced number is unseen (feedbackUnseen; their own feedback never counts). Skills they never
- * viewed, of another tenant, or that do not exist give nothing. One statement for up to any number of skills.
+ * skill they have a view row for (RLS shows them their own rows only, in their tenant only) where what was announced
+ * exists and is unseen now: `content` when an announced revision exists, is newer than the one they saw, and their
+ * content is unseen (contentUnseen); `feedback` when a feedback row with an announced number exists, by someone else,
+ * unseen by them (feedbackUnseen; their own feedback never counts). Several announcements of one skill give one answer. So a forged notification (any
+ * role may NOTIFY) can only repeat a real, unseen change; a revision or number that does not exist matches nothing.
+ * Skills they never viewed, of another tenant, or that do not exist give nothing. One statement for any number of
+ * skills.
  */
 export async function unseenAnnounced(db: Executor, scope: ViewerScope, changes: readonly AnnouncedChange[]): Promise<SubscriberChange[]> {
   if (changes.length === 0) return [];
   const ids = uuidArrayParam(changes.map((c) => c.skillId));
-  const content = `{${changes.map((c) => (c.content ? 't' : 'f')).join(',')}}`;
-  const seqs = `{${changes.map((c) => (c.minFeedbackSeq === null ? 'NULL' : String(Math.trunc(c.minFeedbackSeq)))).join(',')}}`;
+  const revisions = bigintArray(changes.map((c) => c.contentRevision));
+  const seqs = bigintArray(changes.map((c) => c.feedbackSeq));
   // The lateral join keeps one row even when nothing is news, carrying whether the statement ran as `scope.userId`
   // (unseenAnnouncedForUsers switches users between statements): a check under the wrong user is an error, not silence.
   const rows = await query<{ scoped: boolean; skill_id: string | null; content: boolean | null; feedback: boolean | null }>(
@@ -43,13 +48,15 @@ export async function unseenAnnounced(db: Executor, scope: ViewerScope, changes:
       from (select pg_catalog.current_setting('app.current_user_id', true) = ${scope.userId} as scoped) sc
       left join lateral (
         select v.skill_id,
-          (x.content and ${contentUnseen}) as content,
-          (x.min_seq is not null and exists (select 1 from skill_feedback f
-            where f.tenant_id = v.tenant_id and f.skill_id = v.skill_id and f.seq >= x.min_seq
+          bool_or(x.revision is not null and s.content_revision >= x.revision and v.seen_revision < x.revision
+            and ${contentUnseen}) as content,
+          bool_or(x.seq is not null and exists (select 1 from skill_feedback f
+            where f.tenant_id = v.tenant_id and f.skill_id = v.skill_id and f.seq = x.seq
               and ${feedbackUnseen(scope.userId)})) as feedback
-        from unnest(${ids}::uuid[], ${content}::boolean[], ${seqs}::bigint[]) as x(skill_id, content, min_seq)
+        from unnest(${ids}::uuid[], ${revisions}::bigint[], ${seqs}::bigint[]) as x(skill_id, revision, seq)
         join user_skill_views v on v.tenant_id = ${scope.tenantId}::uuid and v.user_id = ${scope.userId}::uuid and v.skill_id = x.skill_id
         join skills s on s.tenant_id = v.tenant_id and s.id = v.skill_id
+        group by v.skill_id
       ) r on true
       order by r.skill_id`,
   );

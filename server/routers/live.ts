@@ -8,6 +8,9 @@ export const onChangeInput = z.strictObject({
   lastEventId: z.string().max(64).nullish(),
 });
 
+/** The input schema of each subscription, checked before its stream opens (a bad input is 400, not an event). */
+export const liveInputs = { onChange: onChangeInput };
+
 export const liveProcedures = {
   /**
    * A stream of `tracked(id, event)` for the caller (server/live.ts LiveEvent): `ready` first on a fresh stream;
