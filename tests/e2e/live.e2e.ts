@@ -99,13 +99,17 @@ describe('live updates (Ada, Acme)', () => {
     await page.evaluate(() => {
       (window as unknown as { liveMarker: string }).liveMarker = 'still here';
     });
+    // A fresh stream's `ready` is followed by the last 10 s of news (the earlier tests' edits of this tenant), which
+    // may refetch once; after that nothing asks the server.
+    await page.waitForTimeout(1_000);
+    const before = requests.length;
 
     // Nothing else asks the server meanwhile (queries stay fresh for 30 s): only the stream can tell the app.
     await page.getByTestId('sign-in-reason').waitFor({ timeout: 10_000 });
     expect(await page.getByTestId('sign-in-reason').innerText()).toMatch(/session expired|did not accept your token/);
     expect(await page.evaluate(() => (window as unknown as { liveMarker?: string }).liveMarker)).toBe('still here');
-    // The stream's UNAUTHORIZED said so itself: no call was made after the page's first batch.
-    expect(requests).toHaveLength(1);
+    // The stream's UNAUTHORIZED said so itself: no call was made after the stream was live.
+    expect(requests).toHaveLength(before);
     await context.close();
   });
 });
