@@ -1,0 +1,104 @@
+// tRPC over the Fetch API: one function from a Request to a Response (tRPC's fetch adapter), for Next.js route
+// handlers, Hono, Bun and Deno. The same router, context, limits, refusals and error shapes as the Fastify server.
+import type { IncomingHttpHeaders } from 'node:http';
+import { getTRPCErrorFromUnknown } from '@trpc/server';
+import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
+import type { Database } from '../db/client.ts';
+import { DEFAULT_APP_ROLE } from '../db/migrate.ts';
+import type { Authenticator } from './auth.ts';
+import { createContextFactory } from './context.ts';
+import { errorResponse, RETRY_AFTER_SECONDS } from './errors.ts';
+import type { LiveHub } from './live.ts';
+import { createRateLimits, rateLimitHeaders, type RateLimitOptions } from './rate-limit.ts';
+import { appRouter } from './router.ts';
+import { liveInputs } from './routers/live.ts';
+
+export interface FetchHandlerOptions {
+  db: Database;
+  /** Turns the request's headers into a session (createJwtAuthenticator, or the host's own). */
+  authenticate: Authenticator;
+  /** Role request transactions switch to (DB_APP_ROLE; default skillviews_app). */
+  appRole?: string;
+  /** Where tRPC is mounted, e.g. '/api/trpc' for a Next.js route `app/api/trpc/[trpc]/route.ts` (default '/trpc'). */
+  endpoint?: string;
+  /** Show internal error messages and stacks to clients (local debugging only; default false). */
+  exposeErrors?: boolean;
+  /** Rate limits (as the Fastify server's); unset: none. */
+  rateLimit?: RateLimitOptions;
+  /** The client's address for the per-IP limit (the Fetch API has none; e.g. from your platform's header). */
+  clientIp?: (req: Request) => string | undefined;
+  /** The live-update hub for onChange (started by you; unset: onChange answers 501). */
+  live?: LiveHub | null;
+  /** Longest batch accepted (default 50, the client's maxItems). */
+  maxBatchSize?: number;
+  /** Called for every failed call (log it; internal causes are never sent to clients). */
+  onError?: (info: { error: Error & { code: string; cause?: unknown }; path: string | undefined; req: Request }) => void;
+}
+
+/** The request's headers as Node's IncomingHttpHeaders (lower-case names), which authenticators read. */
+function nodeHeaders(headers: Headers): IncomingHttpHeaders {
+  const result: IncomingHttpHeaders = {};
+  for (const [name, value] of headers) result[name] = value;
+  return result;
+}
+
+/**
+ * `(req: Request) => Promise<Response>` serving the module's router at `endpoint`. Answers as the Fastify server
+ * does: batching (up to maxBatchSize), queries over GET or POST, tRPC's error shape with zod issues for BAD_REQUEST
+ * and no internal detail unless exposeErrors, `RateLimit-*` headers, `Retry-After` on 503, and live streams refused
+ * with their HTTP status (401, 429, 400, 501, 503) before they open.
+ *
+ * Next.js App Router (`app/api/trpc/[trpc]/route.ts`):
+ * `const handler = createFetchHandler({ db, authenticate, endpoint: '/api/trpc' }); export { handler as GET, handler as POST };`
+ */
+export function createFetchHandler(options: FetchHandlerOptions): (req: Request) => Promise<Response> {
+  const endpoint = options.endpoint ?? '/trpc';
+  const exposeErrors = options.exposeErrors ?? false;
+  const limits = options.rateLimit ? createRateLimits(options.rateLimit) : null;
+  const createContext = createContextFactory({
+    db: options.db,
+    authenticate: options.authenticate,
+    appRole: options.appRole ?? DEFAULT_APP_ROLE,
+    exposeErrors,
+    limits,
+    live: options.live ?? null,
+    subscriptionInputs: liveInputs,
+  });
+  return async (req) => {
+    let contextError: unknown = null;
+    const response = await fetchRequestHandler({
+      endpoint,
+      req,
+      router: appRouter,
+      maxBatchSize: options.maxBatchSize ?? 50,
+      allowMethodOverride: true,
+      createContext: async ({ req: request, resHeaders, info }) => {
+        try {
+          return await createContext({
+            req: { headers: nodeHeaders(request.headers), ip: options.clientIp?.(request) },
+            res: { header: (name, value) => resHeaders.set(name, value) },
+            info,
+          });
+        } catch (err) {
+          contextError = err;
+          throw err;
+        }
+      },
+      responseMeta: ({ ctx }) => (ctx?.ops?.rateLimit ? { headers: rateLimitHeaders(ctx.ops.rateLimit) } : {}),
+      onError: ({ error, path }) => options.onError?.({ error, path, req }),
+    });
+    // A live stream that cannot open: tRPC would answer 200 with the error inside the stream (server/trpc-fastify.ts).
+    if (contextError !== null && response.headers.get('content-type')?.startsWith('text/event-stream')) {
+      await response.body?.cancel().catch(() => {});
+      const path = new URL(req.url).pathname.slice(endpoint.length).replace(/^\/+/, '');
+      const refusal = errorResponse(getTRPCErrorFromUnknown(contextError), path, exposeErrors);
+      return new Response(refusal.body, { status: refusal.status, headers: { 'content-type': 'application/json', ...retryAfter(refusal.status) } });
+    }
+    if (response.status === 503 && !response.headers.has('retry-after')) response.headers.set('retry-after', String(RETRY_AFTER_SECONDS));
+    return response;
+  };
+}
+
+function retryAfter(status: number): Record<string, string> {
+  return status === 503 ? { 'retry-after': String(RETRY_AFTER_SECONDS) } : {};
+}
