@@ -21,7 +21,9 @@ function newcomerEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 const run = (env: NodeJS.ProcessEnv): Proc => runProcess(path.join(root, 'node_modules', '.bin', 'tsx'), ['server/main.ts'], env);
 const waitFor = (r: Proc, pattern: RegExp, timeoutMs: number) => r.waitFor(pattern, timeoutMs);
 
-describe('npm start (tsx server/main.ts)', () => {
+// npm start runs the same code built (node dist/server/main.js): tests/package.test.ts starts the built server from the
+// installed package. Building here too would race with that suite's build of dist/.
+describe('npm start (the server process, run from source with tsx)', () => {
   const cleanups: (() => Promise<void>)[] = [];
   afterAll(async () => {
     for (const cleanup of cleanups.reverse()) await cleanup();
