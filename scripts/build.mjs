@@ -2,7 +2,7 @@
 // copies the SQL migrations next to the compiled migrator, points the declarations' relative imports at .js, and
 // writes the package's entry points (dist/entry/*) that the "exports" map of package.json names.
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,19 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
 const started = performance.now();
+
+// `--if-stale` (npm start): build only when a source is newer than the last build, so a start does not rebuild, and a
+// production install that built at image time and dropped devDependencies (no TypeScript) starts as it is.
+const stamp = path.join(dist, '.build-stamp');
+if (process.argv.includes('--if-stale') && existsSync(stamp)) {
+  const built = statSync(stamp).mtimeMs;
+  const newer = [...sources()].find((file) => statSync(file).mtimeMs > built);
+  if (!newer) process.exit(0);
+  if (!hasTypeScript()) {
+    console.warn(`build: ${path.relative(root, newer)} is newer than dist/, but TypeScript is not installed; starting the existing build`);
+    process.exit(0);
+  }
+}
 
 rmSync(dist, { recursive: true, force: true });
 
@@ -74,7 +87,29 @@ if (leftovers.length > 0) {
   process.exit(1);
 }
 
+writeFileSync(stamp, `${new Date().toISOString()}\n`);
 console.log(`build: dist/ in ${Math.round(performance.now() - started)} ms`);
+
+/** What the build reads: the TypeScript of server/, db/ and client/ (not the example app), the migrations, the configs. */
+function* sources() {
+  for (const dir of ['server', 'db', 'client']) {
+    for (const file of walk(path.join(root, dir))) {
+      if (!file.includes(`${path.sep}example${path.sep}`)) yield file;
+    }
+  }
+  yield path.join(root, 'tsconfig.json');
+  yield path.join(root, 'tsconfig.build.json');
+  yield fileURLToPath(import.meta.url);
+}
+
+function hasTypeScript() {
+  try {
+    createRequire(import.meta.url).resolve('typescript/bin/tsc');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function* walk(dir) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {

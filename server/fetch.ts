@@ -7,7 +7,7 @@ import type { Database } from '../db/client.ts';
 import { DEFAULT_APP_ROLE } from '../db/migrate.ts';
 import type { Authenticator } from './auth.ts';
 import { createContextFactory } from './context.ts';
-import { errorResponse, RETRY_AFTER_SECONDS } from './errors.ts';
+import { errorResponse, RETRY_AFTER_SECONDS, transportErrorBody } from './errors.ts';
 import type { LiveHub } from './live.ts';
 import { createRateLimits, rateLimitHeaders, type RateLimitOptions } from './rate-limit.ts';
 import { appRouter } from './router.ts';
@@ -31,6 +31,8 @@ export interface FetchHandlerOptions {
   live?: LiveHub | null;
   /** Longest batch accepted (default 50, the client's maxItems). */
   maxBatchSize?: number;
+  /** Largest request body accepted, in bytes (default 1 MiB, as the Fastify server); larger: 413, read no further. */
+  maxBodySize?: number;
   /** Called for every failed call (log it; internal causes are never sent to clients). */
   onError?: (info: { error: Error & { code: string; cause?: unknown }; path: string | undefined; req: Request }) => void;
 }
@@ -64,10 +66,19 @@ export function createFetchHandler(options: FetchHandlerOptions): (req: Request)
     live: options.live ?? null,
     subscriptionInputs: liveInputs,
   });
-  return async (req) => {
+  const maxBodySize = options.maxBodySize ?? DEFAULT_MAX_BODY_SIZE;
+  const base = endpoint.replace(/\/+$/, '');
+  return async (incoming) => {
+    // Only the endpoint and what is under it: tRPC's adapter would cut `endpoint.length` characters off any path.
+    const pathname = new URL(incoming.url).pathname;
+    if (pathname !== base && !pathname.startsWith(`${base}/`)) {
+      return json(404, transportErrorBody('NOT_FOUND', 'No such route', 404));
+    }
+    const req = await withBoundedBody(incoming, maxBodySize);
+    if (!req) return json(413, transportErrorBody('PAYLOAD_TOO_LARGE', `Request body too large (the limit is ${maxBodySize === DEFAULT_MAX_BODY_SIZE ? '1 MiB' : `${maxBodySize} bytes`})`, 413));
     let contextError: unknown = null;
     const response = await fetchRequestHandler({
-      endpoint,
+      endpoint: base,
       req,
       router: appRouter,
       maxBatchSize: options.maxBatchSize ?? 50,
@@ -85,18 +96,58 @@ export function createFetchHandler(options: FetchHandlerOptions): (req: Request)
         }
       },
       responseMeta: ({ ctx }) => (ctx?.ops?.rateLimit ? { headers: rateLimitHeaders(ctx.ops.rateLimit) } : {}),
-      onError: ({ error, path }) => options.onError?.({ error, path, req }),
+      onError: ({ error, path }) => options.onError?.({ error, path, req: incoming }),
     });
     // A live stream that cannot open: tRPC would answer 200 with the error inside the stream (server/trpc-fastify.ts).
     if (contextError !== null && response.headers.get('content-type')?.startsWith('text/event-stream')) {
       await response.body?.cancel().catch(() => {});
-      const path = new URL(req.url).pathname.slice(endpoint.length).replace(/^\/+/, '');
+      const path = pathname.slice(base.length).replace(/^\/+/, '');
       const refusal = errorResponse(getTRPCErrorFromUnknown(contextError), path, exposeErrors);
       return new Response(refusal.body, { status: refusal.status, headers: { 'content-type': 'application/json', ...retryAfter(refusal.status) } });
     }
     if (response.status === 503 && !response.headers.has('retry-after')) response.headers.set('retry-after', String(RETRY_AFTER_SECONDS));
     return response;
   };
+}
+
+/** 1 MiB, the Fastify server's bodyLimit. */
+const DEFAULT_MAX_BODY_SIZE = 1024 * 1024;
+
+function json(status: number, body: string): Response {
+  return new Response(body, { status, headers: { 'content-type': 'application/json' } });
+}
+
+/**
+ * The request with its body read into memory if it fits in `limit` bytes (a declared Content-Length over it is refused
+ * without reading), else null. Requests without a body are returned as they are.
+ */
+async function withBoundedBody(req: Request, limit: number): Promise<Request | null> {
+  if (!req.body) return req;
+  const declared = Number(req.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > limit) {
+    await req.body.cancel().catch(() => {});
+    return null;
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = req.body.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new Request(req.url, { method: req.method, headers: req.headers, body, signal: req.signal });
 }
 
 function retryAfter(status: number): Record<string, string> {

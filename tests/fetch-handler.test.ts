@@ -17,6 +17,8 @@ interface Case {
   path: string;
   body?: unknown;
   token?: 'valid' | 'none' | 'garbage';
+  /** Send to this path under the server's root instead of under /trpc/ (e.g. outside the endpoint). */
+  rootPath?: string;
   headers?: Record<string, string>;
 }
 
@@ -70,6 +72,9 @@ describe.each(engines)('fetch handler parity with the Fastify server on $name', 
     { name: 'markSeen of a never-viewed skill', method: 'POST', path: 'markSeen', body: { json: { skillIds: [t.skills.b] } } },
     { name: 'onChange without a token', method: 'GET', path: `onChange?input=${envelope({})}`, token: 'none' },
     { name: 'onChange without live updates', method: 'GET', path: `onChange?input=${envelope({})}` },
+    { name: 'a body over 1 MiB', method: 'POST', path: 'setTracking', body: { json: { enabled: true }, pad: 'x'.repeat(1_100_000) } },
+    { name: 'a path outside the endpoint', method: 'GET', path: '', rootPath: `trpcwhatsNewCount?input=${envelope({})}` },
+    { name: 'another prefix of the same length', method: 'GET', path: '', rootPath: `abcd/whatsNewCount?input=${envelope({})}` },
   ];
 
   const send = async (c: Case, base: string, via: (req: Request) => Promise<Response>) => {
@@ -78,7 +83,8 @@ describe.each(engines)('fetch handler parity with the Fastify server on $name', 
     if (kind === 'valid') headers.authorization = `Bearer ${token}`;
     if (kind === 'garbage') headers.authorization = 'Bearer not.a.token';
     if (c.body !== undefined) headers['content-type'] = 'application/json';
-    const req = new Request(`${base}/${c.path}`, { method: c.method, headers, body: c.body === undefined ? undefined : JSON.stringify(c.body) });
+    const url = c.rootPath === undefined ? `${base}/${c.path}` : `${base.replace(/\/trpc$/, '')}/${c.rootPath}`;
+    const req = new Request(url, { method: c.method, headers, body: c.body === undefined ? undefined : JSON.stringify(c.body) });
     const res = await via(req);
     // The media type (Fastify adds `; charset=utf-8`, the Fetch Response does not; both are UTF-8 JSON).
     const type = res.headers.get('content-type')?.split(';')[0] ?? null;
@@ -117,6 +123,9 @@ describe.each(engines)('fetch handler parity with the Fastify server on $name', 
       'markSeen of a never-viewed skill': 200,
       'onChange without a token': 501,
       'onChange without live updates': 501,
+      'a body over 1 MiB': 413,
+      'a path outside the endpoint': 404,
+      'another prefix of the same length': 404,
     });
   });
 
