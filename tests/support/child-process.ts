@@ -38,10 +38,23 @@ export function runProcess(command: string, args: string[], env: NodeJS.ProcessE
     output += chunk.toString('utf8');
   });
   let exitedFlag = false;
+  let closed = false;
+  child.once('close', () => (closed = true));
+  // 'exit' can come before the last of the child's output has been read from its pipes (Node's docs: stdio may still
+  // be open), so a process that printed an error and exited could look silent. Exited means exited and its output
+  // read: after 'exit', wait for 'close' (all pipes ended), at most a second (a grandchild may hold a pipe open).
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => {
-      exitedFlag = true;
-      resolve({ code, signal });
+      const done = () => {
+        exitedFlag = true;
+        resolve({ code, signal });
+      };
+      if (closed) return done();
+      const timer = setTimeout(done, 1_000);
+      child.once('close', () => {
+        clearTimeout(timer);
+        done();
+      });
     }),
   );
   // A spawn failure (no such command) is an exit too, reported in the output.
