@@ -81,7 +81,6 @@ class Stream {
 
   constructor(
     readonly session: Session,
-    readonly userKey: string,
     private readonly limit: number,
     readonly transport: StreamTransport | undefined,
     private readonly onOverflow: (stream: Stream) => void,
@@ -140,7 +139,12 @@ class Stream {
   }
 }
 
-const userKeyOf = (s: Session) => `${s.tenantId}:${s.userId}`;
+/** A skill that is news to a subscriber, with the sequence number of the last notification that announced it. */
+interface Found {
+  skillId: string;
+  reasons: ChangeReason[];
+  seq: number;
+}
 
 /**
  * Users re-checked in one request transaction (each under RLS as themselves, db/queries/live.ts): one transaction per
@@ -242,7 +246,7 @@ export class LiveHub {
   async *stream(session: Session, options: StreamOptions = {}): AsyncGenerator<LiveMessage, void, unknown> {
     const refused = this.refusal(session);
     if (refused) throw refused;
-    const stream = new Stream(session, userKeyOf(session), this.opts.queueLimit, options.transport, (s) => this.drop(s));
+    const stream = new Stream(session, this.opts.queueLimit, options.transport, (s) => this.drop(s));
     this.add(stream);
     const onAbort = () => stream.end('done');
     options.signal?.addEventListener('abort', onAbort);
@@ -298,15 +302,21 @@ export class LiveHub {
     stream.held = [];
     const epoch = this.epoch!;
     void this.check(stream.session.tenantId, [stream.session.userId], missed).then((found) => {
-      const changes = found?.get(stream.session.userId) ?? null;
-      if (changes === null || changes.length > this.opts.burstLimit) {
-        this.stats.resyncs++;
-        stream.finishReplay([tracked(this.position(), { kind: 'resync' }) as LiveMessage]);
-        return;
-      }
-      this.stats.delivered += changes.length;
-      stream.finishReplay(changes.map((c) => tracked(`${epoch}.${c.seq}`, { kind: 'changed', skillId: c.skillId, reasons: c.reasons }) as LiveMessage));
+      stream.finishReplay(this.messagesFor(found?.get(stream.session.userId) ?? null, epoch, this.position(), 1));
     });
+  }
+
+  /**
+   * The messages for one user's streams from a re-check: a `changed` per skill (ids in `epoch`), or one `resync` (id
+   * `resyncId`) when the check failed or found more than burstLimit; counted in stats for `streams` streams.
+   */
+  private messagesFor(changes: Found[] | null, epoch: string, resyncId: string, streams: number): LiveMessage[] {
+    if (changes === null || changes.length > this.opts.burstLimit) {
+      this.stats.resyncs += streams;
+      return [tracked(resyncId, { kind: 'resync' }) as LiveMessage];
+    }
+    this.stats.delivered += changes.length * streams;
+    return changes.map((c) => tracked(`${epoch}.${c.seq}`, { kind: 'changed', skillId: c.skillId, reasons: c.reasons }) as LiveMessage);
   }
 
   /** The sequence number after which a resuming client needs the buffered notifications, or null if it cannot be proved. */
@@ -389,18 +399,9 @@ export class LiveHub {
         const group = targets.slice(i, i + USERS_PER_CHECK);
         tasks.push(async () => {
           const found = await this.check(tenantId, group.map((g) => g.userId), entries);
+          const resyncId = `${epoch}.${entries[entries.length - 1]!.seq}`;
           for (const { userId, streams } of group) {
-            const changes = found?.get(userId) ?? null;
-            let messages: LiveMessage[];
-            if (changes === null || changes.length > this.opts.burstLimit) {
-              messages = [tracked(`${epoch}.${entries[entries.length - 1]!.seq}`, { kind: 'resync' }) as LiveMessage];
-              this.stats.resyncs += streams.length;
-            } else {
-              messages = changes.map(
-                (c) => tracked(`${epoch}.${c.seq}`, { kind: 'changed', skillId: c.skillId, reasons: c.reasons }) as LiveMessage,
-              );
-              this.stats.delivered += messages.length * streams.length;
-            }
+            const messages = this.messagesFor(found?.get(userId) ?? null, epoch, resyncId, streams.length);
             for (const s of streams) for (const m of messages) s.push(m);
           }
         });
@@ -419,15 +420,13 @@ export class LiveHub {
     tenantId: string,
     userIds: string[],
     entries: Buffered[],
-  ): Promise<Map<string, { skillId: string; reasons: ChangeReason[]; seq: number }[]> | null> {
+  ): Promise<Map<string, Found[]> | null> {
     // Each skill's event carries the highest sequence number that announced it (its resume position).
-    const bySkill = new Map<string, { seq: number }>();
+    const lastSeq = new Map<string, number>();
     const announced: AnnouncedChange[] = [];
     const seen = new Set<string>();
     for (const e of entries) {
-      const c = bySkill.get(e.skillId) ?? { seq: 0 };
-      c.seq = Math.max(c.seq, e.seq);
-      bySkill.set(e.skillId, c);
+      lastSeq.set(e.skillId, Math.max(lastSeq.get(e.skillId) ?? 0, e.seq));
       const key = `${e.skillId}:${e.kind}:${e.number}`;
       if (seen.has(key)) continue;
       seen.add(key);
@@ -439,9 +438,9 @@ export class LiveHub {
       const found = await withTenantTransaction(this.opts.db, { role: this.opts.appRole, tenantId, userId: userIds[0]! }, (tx) =>
         unseenAnnouncedForUsers(tx, tenantId, userIds, announced),
       );
-      const result = new Map<string, { skillId: string; reasons: ChangeReason[]; seq: number }[]>();
+      const result = new Map<string, Found[]>();
       for (const [userId, changes] of found) {
-        result.set(userId, changes.map((f) => ({ skillId: f.skillId, reasons: f.reasons, seq: bySkill.get(f.skillId)!.seq })).sort((a, b) => a.seq - b.seq));
+        result.set(userId, changes.map((f) => ({ ...f, seq: lastSeq.get(f.skillId)! })).sort((a, b) => a.seq - b.seq));
       }
       return result;
     } catch (err) {
@@ -493,8 +492,7 @@ export class LiveHub {
     for (const users of this.byTenant.values()) for (const streams of users.values()) all.push(...streams);
     for (const s of all) s.end(new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'The server is shutting down: reconnect' }));
     await this.flushing;
-    if (all.length > 0 && all.some((s) => s.transport)) {
-      await new Promise((r) => setTimeout(r, Math.min(graceMs, 50)));
+    if (all.some((s) => s.transport)) {
       const deadline = Date.now() + graceMs;
       while (this.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       for (const s of all) if (this.isOpen(s)) s.transport?.drop();

@@ -2,7 +2,7 @@
 // request transaction (role, tenant, user; RLS) with the one definition of "changed since seen" (seen.ts).
 import { sql } from 'drizzle-orm';
 import type { Executor } from '../client.ts';
-import { query, uuidArrayParam } from './rows.ts';
+import { bigintArrayParam, query, uuidArrayParam } from './rows.ts';
 import { contentUnseen, feedbackUnseen } from './seen.ts';
 import type { ViewerScope } from './views.ts';
 
@@ -14,8 +14,6 @@ export interface AnnouncedChange {
   /** The feedback number announced, or null for content. */
   feedbackSeq: number | null;
 }
-
-const bigintArray = (values: (number | null)[]) => `{${values.map((v) => (v === null ? 'NULL' : String(Math.trunc(v)))).join(',')}}`;
 
 export type ChangeReason = 'content' | 'feedback';
 
@@ -30,16 +28,16 @@ export interface SubscriberChange {
  * skill they have a view row for (RLS shows them their own rows only, in their tenant only) where what was announced
  * exists and is unseen now: `content` when an announced revision exists, is newer than the one they saw, and their
  * content is unseen (contentUnseen); `feedback` when a feedback row with an announced number exists, by someone else,
- * unseen by them (feedbackUnseen; their own feedback never counts). Several announcements of one skill give one answer. So a forged notification (any
- * role may NOTIFY) can only repeat a real, unseen change; a revision or number that does not exist matches nothing.
- * Skills they never viewed, of another tenant, or that do not exist give nothing. One statement for any number of
- * skills.
+ * unseen by them (feedbackUnseen; their own feedback never counts). Several announcements of one skill give one
+ * answer. So a forged notification (any role may NOTIFY) can only repeat a real, unseen change; a revision or number
+ * that does not exist matches nothing. Skills they never viewed, of another tenant, or that do not exist give nothing.
+ * One statement for any number of skills.
  */
 export async function unseenAnnounced(db: Executor, scope: ViewerScope, changes: readonly AnnouncedChange[]): Promise<SubscriberChange[]> {
   if (changes.length === 0) return [];
   const ids = uuidArrayParam(changes.map((c) => c.skillId));
-  const revisions = bigintArray(changes.map((c) => c.contentRevision));
-  const seqs = bigintArray(changes.map((c) => c.feedbackSeq));
+  const revisions = bigintArrayParam(changes.map((c) => c.contentRevision));
+  const seqs = bigintArrayParam(changes.map((c) => c.feedbackSeq));
   // The lateral join keeps one row even when nothing is news, carrying whether the statement ran as `scope.userId`
   // (unseenAnnouncedForUsers switches users between statements): a check under the wrong user is an error, not silence.
   const rows = await query<{ scoped: boolean; skill_id: string | null; content: boolean | null; feedback: boolean | null }>(

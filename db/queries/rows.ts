@@ -50,6 +50,11 @@ export function uuidArrayParam(ids: readonly string[]): string {
   return `{${ids.join(',')}}`;
 }
 
+/** Whole numbers (null allowed) as one Postgres array literal, to pass as a single `::bigint[]` parameter. */
+export function bigintArrayParam(values: readonly (number | null)[]): string {
+  return `{${values.map((v) => (v === null ? 'NULL' : String(Math.trunc(v)))).join(',')}}`;
+}
+
 export function isUuid(value: string): boolean {
   return uuidPattern.test(value);
 }
