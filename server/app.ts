@@ -8,11 +8,11 @@ import { renderTrpcPanel } from 'trpc-ui-zod4';
 import { poolActivityOf, requestTimeoutOf, type Database } from '../db/client.ts';
 import { withTenantTransaction } from '../db/queries/tenant-transaction.ts';
 import type { Authenticator } from './auth.ts';
-import { createContextFactory } from './context.ts';
+import { createContextFactory, rateLimitResponseMeta } from './context.ts';
 import { errorResponse, isMissingPreparedStatement, RETRY_AFTER_SECONDS, transportErrorBody } from './errors.ts';
 import { countedErrors, createMetrics, hasMetricsToken } from './metrics.ts';
 import type { LiveHub } from './live.ts';
-import { createRateLimits, rateLimitHeaders, type RateLimitOptions } from './rate-limit.ts';
+import { createRateLimits, type RateLimitOptions } from './rate-limit.ts';
 import { appRouter, type AppRouter } from './router.ts';
 import { liveInputs } from './routers/live.ts';
 import { trpcRoutes, type TrpcRouteOptions } from './trpc-fastify.ts';
@@ -135,7 +135,7 @@ export function buildServer(options: ServerOptions) {
     maxBatchSize: options.maxBatchSize ?? 50,
     // Lets clients send queries as POST (long inputs); GET still works for curl and caches.
     allowMethodOverride: true,
-    responseMeta: ({ ctx }) => (ctx?.ops?.rateLimit ? { headers: rateLimitHeaders(ctx.ops.rateLimit) } : {}),
+    responseMeta: rateLimitResponseMeta,
     // A live stream that cannot open (no or bad token, the per-user cap) is refused with its HTTP status.
     subscriptionRefusal: (error, path) => errorResponse(error, path, options.exposeErrors),
     onError({ error, path, req, type }) {

@@ -49,6 +49,11 @@ export interface ContextInnerOptions {
   liveTransport?: StreamTransport;
 }
 
+/** tRPC `responseMeta` for every HTTP entry point: the `RateLimit-*` headers of the request's calls, if limited. */
+export function rateLimitResponseMeta({ ctx }: { ctx?: Context }): { headers?: Record<string, string> } {
+  return ctx?.ops?.rateLimit ? { headers: rateLimitHeaders(ctx.ops.rateLimit) } : {};
+}
+
 export function createContextInner(opts: ContextInnerOptions) {
   return {
     db: opts.db,

@@ -1,5 +1,5 @@
 // Errors: which database failures a caller caused or may retry, and what of an error a client is shown.
-import { TRPCError } from '@trpc/server';
+import { getTRPCErrorFromUnknown, TRPCError } from '@trpc/server';
 import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import { TRPC_ERROR_CODES_BY_KEY, type TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
 import { ZodError } from 'zod';
@@ -74,6 +74,31 @@ export function errorResponse(error: TRPCError, path: string | undefined, expose
   const status = getHTTPStatusCodeFromError(error);
   const shape = { message: error.message, code: TRPC_ERROR_CODES_BY_KEY[error.code], data: { code: error.code, httpStatus: status, path } };
   return { status, body: JSON.stringify({ error: transformer.serialize(formatError({ shape, error, expose })) }) };
+}
+
+/**
+ * tRPC answers a subscription whose context could not be made (no session, a stream limit, a bad input) with 200 and
+ * an event stream carrying the error. Wraps a createContext to remember its failure; `refused(response)` then cancels
+ * such a stream unread (ending its generator) and returns the error, to answer with its own status instead; else null.
+ * One per request.
+ */
+export function subscriptionRefusals<TArgs extends unknown[], TContext>(createContext: (...args: TArgs) => Promise<TContext>) {
+  let failure: unknown = null;
+  return {
+    createContext: async (...args: TArgs): Promise<TContext> => {
+      try {
+        return await createContext(...args);
+      } catch (err) {
+        failure = err;
+        throw err;
+      }
+    },
+    refused: async (response: Response): Promise<TRPCError | null> => {
+      if (failure === null || !response.headers.get('content-type')?.startsWith('text/event-stream')) return null;
+      await response.body?.cancel().catch(() => {});
+      return getTRPCErrorFromUnknown(failure);
+    },
+  };
 }
 
 // Postgres SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html) a retry may cure:

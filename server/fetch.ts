@@ -1,15 +1,14 @@
 // tRPC over the Fetch API: one function from a Request to a Response (tRPC's fetch adapter), for Next.js route
 // handlers, Hono, Bun and Deno. The same router, context, limits, refusals and error shapes as the Fastify server.
 import type { IncomingHttpHeaders } from 'node:http';
-import { getTRPCErrorFromUnknown } from '@trpc/server';
 import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import type { Database } from '../db/client.ts';
 import { DEFAULT_APP_ROLE } from '../db/migrate.ts';
 import type { Authenticator } from './auth.ts';
-import { createContextFactory } from './context.ts';
-import { errorResponse, RETRY_AFTER_SECONDS, transportErrorBody } from './errors.ts';
+import { createContextFactory, rateLimitResponseMeta } from './context.ts';
+import { errorResponse, RETRY_AFTER_SECONDS, subscriptionRefusals, transportErrorBody } from './errors.ts';
 import type { LiveHub } from './live.ts';
-import { createRateLimits, rateLimitHeaders, type RateLimitOptions } from './rate-limit.ts';
+import { createRateLimits, type RateLimitOptions } from './rate-limit.ts';
 import { appRouter } from './router.ts';
 import { liveInputs } from './routers/live.ts';
 
@@ -76,33 +75,27 @@ export function createFetchHandler(options: FetchHandlerOptions): (req: Request)
     }
     const req = await withBoundedBody(incoming, maxBodySize);
     if (!req) return json(413, transportErrorBody('PAYLOAD_TOO_LARGE', `Request body too large (the limit is ${maxBodySize === DEFAULT_MAX_BODY_SIZE ? '1 MiB' : `${maxBodySize} bytes`})`, 413));
-    let contextError: unknown = null;
+    const refusals = subscriptionRefusals(createContext);
     const response = await fetchRequestHandler({
       endpoint: base,
       req,
       router: appRouter,
       maxBatchSize: options.maxBatchSize ?? 50,
       allowMethodOverride: true,
-      createContext: async ({ req: request, resHeaders, info }) => {
-        try {
-          return await createContext({
-            req: { headers: nodeHeaders(request.headers), ip: options.clientIp?.(request) },
-            res: { header: (name, value) => resHeaders.set(name, value) },
-            info,
-          });
-        } catch (err) {
-          contextError = err;
-          throw err;
-        }
-      },
-      responseMeta: ({ ctx }) => (ctx?.ops?.rateLimit ? { headers: rateLimitHeaders(ctx.ops.rateLimit) } : {}),
+      createContext: ({ req: request, resHeaders, info }) =>
+        refusals.createContext({
+          req: { headers: nodeHeaders(request.headers), ip: options.clientIp?.(request) },
+          res: { header: (name, value) => resHeaders.set(name, value) },
+          info,
+        }),
+      responseMeta: rateLimitResponseMeta,
       onError: ({ error, path }) => options.onError?.({ error, path, req: incoming }),
     });
-    // A live stream that cannot open: tRPC would answer 200 with the error inside the stream (server/trpc-fastify.ts).
-    if (contextError !== null && response.headers.get('content-type')?.startsWith('text/event-stream')) {
-      await response.body?.cancel().catch(() => {});
+    // A live stream that cannot open is answered with its own status, not tRPC's 200 with the error inside.
+    const error = await refusals.refused(response);
+    if (error) {
       const path = pathname.slice(base.length).replace(/^\/+/, '');
-      const refusal = errorResponse(getTRPCErrorFromUnknown(contextError), path, exposeErrors);
+      const refusal = errorResponse(error, path, exposeErrors);
       return new Response(refusal.body, { status: refusal.status, headers: { 'content-type': 'application/json', ...retryAfter(refusal.status) } });
     }
     if (response.status === 503 && !response.headers.has('retry-after')) response.headers.set('retry-after', String(RETRY_AFTER_SECONDS));

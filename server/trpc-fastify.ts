@@ -1,8 +1,9 @@
 // tRPC on Fastify: tRPC's own request resolution (resolveResponse), with JSON answers sent as one buffered body.
-import { getTRPCErrorFromUnknown, type AnyRouter, type TRPCError } from '@trpc/server';
+import type { AnyRouter, TRPCError } from '@trpc/server';
 import { incomingMessageToRequest } from '@trpc/server/adapters/node-http';
 import { resolveResponse, type HTTPErrorHandler, type ResolveHTTPRequestOptionsContextFn, type ResponseMetaFn } from '@trpc/server/http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { subscriptionRefusals } from './errors.ts';
 
 export interface TrpcRouteOptions<TRouter extends AnyRouter> {
   router: TRouter;
@@ -41,7 +42,7 @@ export function trpcRoutes<TRouter extends AnyRouter>(app: FastifyInstance, opti
     const incoming = req.raw as typeof req.raw & { body?: unknown };
     incoming.body = req.body;
     const request = incomingMessageToRequest(incoming, reply.raw, { maxBodySize: null });
-    let contextError: unknown = null;
+    const refusals = subscriptionRefusals(options.createContext);
     const response = await resolveResponse<TRouter>({
       router: options.router,
       req: request,
@@ -49,23 +50,14 @@ export function trpcRoutes<TRouter extends AnyRouter>(app: FastifyInstance, opti
       error: null,
       maxBatchSize: options.maxBatchSize,
       allowMethodOverride: options.allowMethodOverride,
-      createContext: async (opts) => {
-        try {
-          return await options.createContext({ ...opts, req, res: reply });
-        } catch (err) {
-          contextError = err;
-          throw err;
-        }
-      },
+      createContext: (opts) => refusals.createContext({ ...opts, req, res: reply }),
       onError: options.onError ? (o) => options.onError!({ ...o, req }) : undefined,
       responseMeta: options.responseMeta,
     });
-    if (contextError !== null && options.subscriptionRefusal && response.headers.get('content-type')?.startsWith('text/event-stream')) {
-      // The stream's body (which would carry the error as an event) is never read: cancelling it ends the generator.
-      await response.body?.cancel().catch(() => {});
-      // tRPC has reported the error to onError already (the call failed on the missing context).
-      const error = getTRPCErrorFromUnknown(contextError);
-      const refusal = options.subscriptionRefusal(error, req.params.path);
+    // tRPC has reported the error to onError already (the call failed on the missing context).
+    const error = options.subscriptionRefusal ? await refusals.refused(response) : null;
+    if (error) {
+      const refusal = options.subscriptionRefusal!(error, req.params.path);
       return reply.code(refusal.status).type('application/json').send(refusal.body);
     }
     reply.code(response.status);
