@@ -40,12 +40,27 @@ export interface ListenerOptions {
   /** First and longest wait between reconnection attempts, in ms (default 250 and 10000; doubled each time, with jitter). */
   backoffMs?: { initial: number; max: number };
   /**
-   * Every this many ms (default 30000) the listener notifies itself and expects to hear it back within probeTimeoutMs
-   * (default 5000): a connection that died silently (a network partition, a pooler that does not carry LISTEN) is
-   * replaced. 0 turns the probe off.
+   * Every this many ms (default 30000) the listener sends itself a notification and expects to hear it within
+   * probeTimeoutMs (default 5000) of the send returning: a connection that died silently (a network partition) is
+   * replaced. 0 turns the periodic probe off (the one at each (re)connection stays).
    */
   probeIntervalMs?: number;
   probeTimeoutMs?: number;
+  /**
+   * Sends the probe from another session (the request pool). A notification sent from the listening session itself
+   * can come back inside its own transaction even through a transaction pooler, which drops the ones other sessions
+   * send while the listener sits idle: only a probe from elsewhere proves LISTEN works. Default: the listener's own
+   * connection.
+   */
+  notify?: (channel: string, payload: string) => Promise<unknown>;
+}
+
+/**
+ * The listening connection did not hear a notification sent from another session: LISTEN does not work over that URL
+ * (typically a transaction pooler such as PgBouncer). Start-up stops with this message.
+ */
+export class ListenUnheardError extends Error {
+  override name = 'ListenUnheardError';
 }
 
 export interface ChangeListener {
@@ -93,7 +108,7 @@ class PostgresListener implements ChangeListener {
   private attempt = 0;
   private readonly nonce = randomBytes(6).toString('hex');
   private probeSeq = 0;
-  private awaitingProbe: { payload: string; timer: NodeJS.Timeout } | null = null;
+  private awaitingProbe: { payload: string; heard: () => void } | null = null;
 
   private constructor(
     private readonly url: string,
@@ -101,6 +116,7 @@ class PostgresListener implements ChangeListener {
     private readonly backoff: { initial: number; max: number },
     private readonly probeIntervalMs: number,
     private readonly probeTimeoutMs: number,
+    private readonly notify: ListenerOptions['notify'],
   ) {}
 
   static async start(url: string, handlers: ListenerHandlers, options: ListenerOptions): Promise<PostgresListener> {
@@ -110,8 +126,14 @@ class PostgresListener implements ChangeListener {
       options.backoffMs ?? { initial: 250, max: 10_000 },
       options.probeIntervalMs ?? 30_000,
       options.probeTimeoutMs ?? 5_000,
+      options.notify,
     );
-    await listener.connect();
+    try {
+      await listener.connect();
+    } catch (err) {
+      await listener.close();
+      throw err;
+    }
     listener.handlers.onListening({ reconnected: false });
     listener.scheduleProbe();
     return listener;
@@ -121,7 +143,10 @@ class PostgresListener implements ChangeListener {
     return this.connected && !this.closed;
   }
 
-  /** Opens a fresh client and LISTENs; throws if either fails (the client is then closed). */
+  /**
+   * Opens a fresh client, LISTENs, and proves it hears a probe; throws if any of that fails (the client is then
+   * closed), ListenUnheardError when the probe went unheard.
+   */
   private async connect(): Promise<void> {
     // `onnotify` is a postgres.js option its types do not declare (it is what sql.listen() itself uses).
     const options: postgres.Options<Record<string, postgres.PostgresType>> & { onnotify: (channel: string, payload: string) => void } = {
@@ -136,8 +161,7 @@ class PostgresListener implements ChangeListener {
       onnotify: (channel, payload) => {
         if (channel !== CHANGES_CHANNEL || this.client !== client) return;
         if (this.awaitingProbe && payload === this.awaitingProbe.payload) {
-          clearTimeout(this.awaitingProbe.timer);
-          this.awaitingProbe = null;
+          this.awaitingProbe.heard();
           return;
         }
         this.handlers.onNotification(payload);
@@ -151,6 +175,11 @@ class PostgresListener implements ChangeListener {
     this.client = client;
     try {
       await client.unsafe(`LISTEN "${CHANGES_CHANNEL}"`);
+      if (!(await this.heardProbe(client))) {
+        throw new ListenUnheardError(
+          `live updates: the LISTEN connection (application_name skill-views-listen) did not hear a notification sent from the request pool within ${this.probeTimeoutMs} ms. LISTEN needs a session of its own: behind a transaction pooler (PgBouncer) set DATABASE_DIRECT_URL to a direct PostgreSQL connection, or set LIVE_UPDATES=false.`,
+        );
+      }
     } catch (err) {
       if (this.client === client) this.client = null;
       void client.end({ timeout: 0 }).catch(() => {});
@@ -166,10 +195,7 @@ class PostgresListener implements ChangeListener {
     const client = this.client;
     this.client = null;
     this.connected = false;
-    if (this.awaitingProbe) {
-      clearTimeout(this.awaitingProbe.timer);
-      this.awaitingProbe = null;
-    }
+    this.awaitingProbe = null;
     void client.end({ timeout: 0 }).catch(() => {});
     this.handlers.onLost(err);
     this.scheduleReconnect();
@@ -205,19 +231,40 @@ class PostgresListener implements ChangeListener {
     this.probeTimer.unref();
   }
 
-  /** Notifies itself over its own connection and expects to hear it back in probeTimeoutMs, else the connection is lost. */
+  /** The periodic probe: a connection that does not hear it is lost (then replaced). */
   private probe() {
     const client = this.client;
     if (!client || !this.connected || this.awaitingProbe) return;
+    this.heardProbe(client).then(
+      (heard) => {
+        if (!heard && this.client === client) this.lost(new Error(`the listening connection did not hear a probe within ${this.probeTimeoutMs} ms`));
+      },
+      (err: unknown) => {
+        if (this.client === client) this.lost(err);
+      },
+    );
+  }
+
+  /**
+   * Sends a probe notification (through `notify`, another session, when given; else over `client`) and resolves
+   * whether `client` heard it within probeTimeoutMs of the send returning (time spent waiting for a pooled connection
+   * does not count). Rejects if the send fails.
+   */
+  private async heardProbe(client: postgres.Sql): Promise<boolean> {
     const payload = `probe:${this.nonce}:${++this.probeSeq}`;
-    const timer = setTimeout(() => {
-      if (this.client === client) this.lost(new Error(`the listening connection did not hear its own probe within ${this.probeTimeoutMs} ms`));
-    }, this.probeTimeoutMs);
-    timer.unref();
-    this.awaitingProbe = { payload, timer };
-    client.unsafe(`select pg_catalog.pg_notify($1, $2)`, [CHANGES_CHANNEL, payload]).catch((err: unknown) => {
-      if (this.client === client) this.lost(err);
-    });
+    let heard!: () => void;
+    const heardIt = new Promise<true>((resolve) => (heard = () => resolve(true)));
+    this.awaitingProbe = { payload, heard };
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      if (this.notify) await this.notify(CHANGES_CHANNEL, payload);
+      else await client.unsafe(`select pg_catalog.pg_notify($1, $2)`, [CHANGES_CHANNEL, payload]);
+      const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.probeTimeoutMs)));
+      return await Promise.race([heardIt, timeout]);
+    } finally {
+      clearTimeout(timer);
+      if (this.awaitingProbe?.payload === payload) this.awaitingProbe = null;
+    }
   }
 
   async close() {
@@ -226,7 +273,7 @@ class PostgresListener implements ChangeListener {
     this.connected = false;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.probeTimer) clearTimeout(this.probeTimer);
-    if (this.awaitingProbe) clearTimeout(this.awaitingProbe.timer);
+    this.awaitingProbe = null;
     const client = this.client;
     this.client = null;
     await client?.end({ timeout: 1 }).catch(() => {});

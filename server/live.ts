@@ -4,6 +4,7 @@
 // streams, bounded per user, per process and per stream.
 import { randomBytes } from 'node:crypto';
 import { TRPCError, tracked, type TrackedEnvelope } from '@trpc/server';
+import { sql } from 'drizzle-orm';
 import type { Database, DbHandle } from '../db/client.ts';
 import { listenForChanges, parseChangeNotification, type ChangeListener, type ListenerOptions } from '../db/notifications.ts';
 import { unseenAnnouncedForUsers, type AnnouncedChange, type ChangeReason } from '../db/queries/live.ts';
@@ -191,8 +192,15 @@ export class LiveHub {
     this.checkSlots = new Slots(this.opts.checkConcurrency);
   }
 
-  /** Starts listening on the handle's database (Postgres: `listener.url`, i.e. DATABASE_DIRECT_URL). */
+  /**
+   * Starts listening on the handle's database (Postgres: `listener.url`, i.e. DATABASE_DIRECT_URL). On Postgres the
+   * listener's probes are sent through the request pool, so a LISTEN that cannot hear other sessions (a transaction
+   * pooler) is found at once: ListenUnheardError.
+   */
   async start(handle: DbHandle, listener: ListenerOptions = {}): Promise<void> {
+    const notify =
+      listener.notify ??
+      (handle.engine === 'postgres' ? (channel: string, payload: string) => handle.db.execute(sql`select pg_catalog.pg_notify(${channel}, ${payload})`) : undefined);
     this.listener = await listenForChanges(
       handle,
       {
@@ -203,7 +211,7 @@ export class LiveHub {
           this.opts.log?.warn({ err }, 'live updates: lost the listening connection; reconnecting');
         },
       },
-      listener,
+      { ...listener, notify },
     );
   }
 

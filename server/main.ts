@@ -7,6 +7,7 @@ import type { FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
 import { createDb, type Database, type DbHandle } from '../db/client.ts';
 import { migrate, MigrationError } from '../db/migrate.ts';
+import { ListenUnheardError } from '../db/notifications.ts';
 import { DataDirLockedError } from '../db/pglite-lock.ts';
 import { pruneExpiredViews, RETENTION_INTERVAL_MS } from '../db/retention.ts';
 import { seedDemo, type DemoUser } from '../db/seed.ts';
@@ -214,7 +215,7 @@ async function main() {
   try {
     server = await start(config);
   } catch (err) {
-    if (err instanceof UnsafeDatabaseError || err instanceof DataDirLockedError || err instanceof MigrationError || err instanceof RedisUnavailableError) {
+    if (err instanceof UnsafeDatabaseError || err instanceof DataDirLockedError || err instanceof MigrationError || err instanceof RedisUnavailableError || err instanceof ListenUnheardError) {
       console.error(err.message);
       process.exit(1);
     }
